@@ -1,0 +1,6 @@
+//! The science: numeric libraries for probes, objects, simulation, the network and evaluation.
+//! Each is usable on its own (no engine, no files unless asked) and deterministic for its seed.
+
+pub mod dataset;
+pub mod fft;
+pub mod model;
