@@ -1,22 +1,481 @@
-//! The command line: the composition root that hands the recipe catalog to the engine.
+//! The command line: parses arguments, wires the recipe catalog into the engine (this is the only
+//! module that sees both), runs the command and maps errors to the documented exit codes.
 
-use crate::job::JobSpec;
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::executor::{Executor, LocalExecutor};
+use crate::graph::Graph;
+use crate::job::{JobSpec, RecipeRef};
+use crate::lock::StudyLock;
+use crate::progress::Reporter;
 use crate::recipes::Builtins;
+use crate::scheduler::{self, Action, Options, Planner};
+use crate::store::Store;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+const AFTER_HELP: &str = "\
+Targets: `all` (the default), a target (`gs2_hybrid/model`), a condition (`gs2_hybrid`: all its
+targets), a kind (`model`: every condition's model), `probes/NAME`, `objects/NAME`, `report`.
+Building a target also builds what it needs.
+
+Exit codes: 0 ok; 1 a build, check or audit failed; 2 usage or input error (a bad Studyfile,
+an unknown target, a study locked by another build).";
+
+/// Build a computational study the way make builds a program.
+#[derive(Parser, Debug)]
+#[command(
+    name = "studymake",
+    version,
+    about,
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    /// Targets to build (default: all).
+    targets: Vec<String>,
+    /// Show what would run, and why, without running anything.
+    #[arg(short = 'n', long = "dry-run")]
+    dry_run: bool,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Global {
+    /// The Studyfile to read.
+    #[arg(short = 'f', long = "file", global = true, default_value = "Studyfile")]
+    file: PathBuf,
+    /// Change to DIR before doing anything.
+    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
+    directory: Option<PathBuf>,
+    /// Run up to N jobs at once (default: the number of cores).
+    #[arg(short = 'j', long = "jobs", global = true, value_name = "N")]
+    jobs: Option<usize>,
+    /// Keep building independent targets after a failure.
+    #[arg(short = 'k', long = "keep-going", global = true)]
+    keep_going: bool,
+    /// Apply a named profile's parameter overrides (e.g. `quick`). `status`, `explain` and
+    /// `verify` default to the profile of the last build.
+    #[arg(long, global = true, value_name = "NAME")]
+    profile: Option<String>,
+    /// Print diagnostics (tracing); `RUST_LOG` refines them.
+    #[arg(short = 'v', long = "verbose", global = true)]
+    verbose: bool,
+    /// Wait for another build of the same study instead of failing.
+    #[arg(long, global = true)]
+    wait: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Why a target is fresh or stale, cause by cause.
+    Explain { target: String },
+    /// A table of every target: fresh, stale (why), never built, failed.
+    Status,
+    /// The target graph in DOT (`studymake graph > study.dot`).
+    Graph,
+    /// Remove outputs (all, or the named targets and nothing else).
+    Clean {
+        targets: Vec<String>,
+        /// Also drop the cache of earlier outputs.
+        #[arg(long)]
+        cache: bool,
+    },
+    /// The built-in recipes, their versions, parameters and inputs.
+    Recipes,
+    /// Run one job spec (used by studymake itself).
+    #[command(name = "__worker", hide = true)]
+    Worker { spec: PathBuf },
+}
 
 /// Run studymake with the process arguments; returns the exit code.
 pub fn main() -> i32 {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() == 3 && args[1] == "__worker" {
-        let result = JobSpec::load(std::path::Path::new(&args[2]))
-            .and_then(|job| Builtins::new().run_job(&job));
-        return match result {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("studymake worker: error: {e}");
-                e.exit_code()
-            }
-        };
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    if cli.global.verbose || std::env::var_os("RUST_LOG").is_some() {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("studymake=debug"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
     }
-    eprintln!("studymake: the engine is not built yet");
-    2
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("studymake: error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    if let Some(Cmd::Worker { spec }) = &cli.command {
+        return worker(spec);
+    }
+    if let Some(dir) = &cli.global.directory {
+        std::env::set_current_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let catalog = Builtins::new();
+    let g = &cli.global;
+    match &cli.command {
+        None if cli.dry_run => {
+            let graph = load(g, &catalog, g.profile.clone())?;
+            dry_run(&graph, &cli.targets)
+        }
+        None => {
+            let graph = load(g, &catalog, g.profile.clone())?;
+            build(&graph, &catalog, g, &cli.targets)
+        }
+        Some(Cmd::Status) => {
+            let graph = load(g, &catalog, remembered_profile(g)?)?;
+            status(&graph)
+        }
+        Some(Cmd::Explain { target }) => {
+            let graph = load(g, &catalog, remembered_profile(g)?)?;
+            explain(&graph, target)
+        }
+        Some(Cmd::Graph) => {
+            let graph = load(g, &catalog, g.profile.clone())?;
+            print!("{}", graph.to_dot());
+            Ok(0)
+        }
+        Some(Cmd::Clean { targets, cache }) => {
+            let graph = load(g, &catalog, g.profile.clone())?;
+            clean(&graph, g, targets, *cache)
+        }
+        Some(Cmd::Recipes) => {
+            for r in catalog.recipes() {
+                println!("{} v{}: {}", r.name, r.version, r.doc);
+                let inputs = if r.inputs.is_empty() {
+                    "none".to_string()
+                } else {
+                    r.inputs.join(", ")
+                };
+                println!("    inputs: {inputs}");
+                for p in &r.params {
+                    let d = p
+                        .default
+                        .as_ref()
+                        .map(|d| format!(" (default {d})"))
+                        .unwrap_or_default();
+                    println!("    {}{d}: {}", p.name, p.doc);
+                }
+            }
+            Ok(0)
+        }
+        Some(Cmd::Worker { .. }) => unreachable!("handled above"),
+    }
+}
+
+fn load(g: &Global, catalog: &dyn Catalog, profile: Option<String>) -> Result<Graph> {
+    if !g.file.exists() {
+        return Err(Error::Usage(format!(
+            "{}: no such Studyfile (give one with -f FILE; Studyfile.example shows the format)",
+            g.file.display()
+        )));
+    }
+    Graph::load(&g.file, profile.as_deref(), catalog)
+}
+
+/// `--profile`, or the profile of the last build of this study (said on stderr).
+fn remembered_profile(g: &Global) -> Result<Option<String>> {
+    if g.profile.is_some() {
+        return Ok(g.profile.clone());
+    }
+    let Ok(sf) = crate::studyfile::Studyfile::load(&g.file) else {
+        return Ok(None);
+    };
+    let out = sf.dir.join(sf.raw.study.output.get_ref());
+    let p = out.join(".studymake").join("profile");
+    match std::fs::read_to_string(&p) {
+        Ok(s) if !s.trim().is_empty() => {
+            eprintln!(
+                "studymake: using profile `{}` of the last build (pass --profile to choose)",
+                s.trim()
+            );
+            Ok(Some(s.trim().to_string()))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn build(graph: &Graph, catalog: &Builtins, g: &Global, targets: &[String]) -> Result<i32> {
+    let selected = graph.select(targets)?;
+    std::fs::create_dir_all(&graph.out_dir).map_err(|e| Error::io(&graph.out_dir, e))?;
+    let _lock = StudyLock::acquire(&graph.out_dir.join(".studymake"), g.wait)?;
+    let store = Store::open(&graph.out_dir)?;
+    let reclaimed = store.reclaim_scratch()?;
+    if reclaimed > 0 {
+        println!(
+            "studymake: reclaimed {reclaimed} scratch director{} of an interrupted run",
+            if reclaimed == 1 { "y" } else { "ies" }
+        );
+    }
+    crate::store::write_atomic(
+        &store.dir.join("profile"),
+        graph.profile.clone().unwrap_or_default().as_bytes(),
+    )?;
+    scheduler::install_signal_handlers();
+    let mut executor: Box<dyn Executor> = Box::new(LocalExecutor::new());
+    let opts = Options {
+        jobs: g.jobs.unwrap_or_else(cores).max(1),
+        keep_going: g.keep_going,
+        threads: cores(),
+        full_check: false,
+    };
+    let mut planner = Planner::new(graph, store, false);
+    let mut reporter = Reporter::new(g.verbose);
+    let s = scheduler::build(
+        &mut planner,
+        catalog,
+        executor.as_mut(),
+        &selected,
+        &opts,
+        &mut reporter,
+    )?;
+    if scheduler::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::Other(
+            "interrupted; rerun to finish the build".into(),
+        ));
+    }
+    let total = selected.len();
+    if s.failed > 0 {
+        return Err(Error::BuildFailed {
+            failed: s.failed,
+            skipped: s.skipped,
+        });
+    }
+    if s.built == 0 && s.restored == 0 {
+        println!("studymake: nothing to do: all {total} targets are fresh");
+    } else {
+        println!(
+            "studymake: {total} targets: {} built, {} restored from cache, {} fresh",
+            s.built, s.restored, s.fresh
+        );
+    }
+    Ok(0)
+}
+
+fn planner_for(graph: &Graph) -> Result<Planner<'_>> {
+    let store = match Store::open_existing(&graph.out_dir)? {
+        Some(s) => s,
+        None => Store::in_memory(&graph.out_dir),
+    };
+    Ok(Planner::new(graph, store, false))
+}
+
+fn dry_run(graph: &Graph, targets: &[String]) -> Result<i32> {
+    let selected = graph.select(targets)?;
+    let mut planner = planner_for(graph)?;
+    let plan = planner.plan(&selected)?;
+    let (mut b, mut r) = (0, 0);
+    for (i, a) in &plan {
+        let t = &graph.targets[*i];
+        let reasons: Vec<String> = a.reasons.iter().map(|r| r.to_string()).collect();
+        match a.action {
+            Action::Fresh => {}
+            Action::Restore => {
+                r += 1;
+                println!(
+                    "would restore {} from the cache: {}",
+                    t.name,
+                    reasons.join("; ")
+                );
+            }
+            Action::Build => {
+                b += 1;
+                println!(
+                    "would build {} ({}): {}",
+                    t.name,
+                    t.recipe.describe(),
+                    reasons.join("; ")
+                );
+            }
+        }
+    }
+    let fresh = plan.len() - b - r;
+    println!("studymake: dry run: {b} to build, {r} to restore from the cache, {fresh} fresh; nothing executed");
+    Ok(0)
+}
+
+fn status(graph: &Graph) -> Result<i32> {
+    let all: Vec<usize> = graph.order.clone();
+    let mut planner = planner_for(graph)?;
+    let plan = planner.plan(&all)?;
+    let width = graph
+        .targets
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    println!("{:width$}  {:12}  DETAIL", "TARGET", "STATE");
+    for (i, a) in &plan {
+        let t = &graph.targets[*i];
+        let failed = a
+            .reasons
+            .iter()
+            .any(|r| matches!(r, scheduler::Reason::FailedLastTime(_)));
+        let never = a.reasons.first() == Some(&scheduler::Reason::NeverBuilt);
+        let state = match (&a.action, failed, never) {
+            (Action::Fresh, _, _) => "fresh",
+            (_, true, _) => "failed",
+            (Action::Restore, _, _) => "restorable",
+            (_, _, true) => "missing",
+            _ => "stale",
+        };
+        let detail: Vec<String> = a.reasons.iter().map(|r| r.to_string()).collect();
+        println!("{:width$}  {:12}  {}", t.name, state, detail.join("; "));
+    }
+    Ok(0)
+}
+
+fn explain(graph: &Graph, target: &str) -> Result<i32> {
+    let selected = graph.select(&[target.to_string()])?;
+    let mut planner = planner_for(graph)?;
+    let plan = planner.plan(&selected)?;
+    // The named target first, then what it needs, nearest first.
+    for (i, a) in plan.iter().rev() {
+        let t = &graph.targets[*i];
+        if a.action == Action::Fresh && t.name != target {
+            continue;
+        }
+        let key = a
+            .key
+            .map(|k| format!(" (key {})", k.short()))
+            .unwrap_or_default();
+        match a.action {
+            Action::Fresh => println!("{} is fresh{key}: its key matches the record and its outputs are the recorded bytes", t.name),
+            Action::Restore => println!("{} is stale{key}, and its output for this key is in the cache:", t.name),
+            Action::Build => println!("{} is stale{key}:", t.name),
+        }
+        for r in &a.reasons {
+            println!("  - {r}");
+        }
+    }
+    Ok(0)
+}
+
+/// Whether every component of `path` below `root` is a real directory (no symlink escapes).
+fn inside_study(root: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(root) else {
+        return false;
+    };
+    let mut cur = root.to_path_buf();
+    let comps: Vec<_> = rel.components().collect();
+    for (k, c) in comps.iter().enumerate() {
+        if !matches!(c, std::path::Component::Normal(_)) {
+            return false;
+        }
+        cur.push(c);
+        if k + 1 < comps.len() {
+            match std::fs::symlink_metadata(&cur) {
+                Ok(m) if m.file_type().is_symlink() => return false,
+                _ => {}
+            }
+        }
+    }
+    true
+}
+
+fn clean(graph: &Graph, g: &Global, targets: &[String], cache: bool) -> Result<i32> {
+    if !graph.out_dir.exists() {
+        println!("studymake: nothing to clean");
+        return Ok(0);
+    }
+    let _lock = StudyLock::acquire(&graph.out_dir.join(".studymake"), g.wait)?;
+    let mut store = Store::open(&graph.out_dir)?;
+    let chosen: Vec<usize> = if targets.is_empty() {
+        graph.order.clone()
+    } else {
+        // The named targets only, not what they depend on.
+        let mut v = Vec::new();
+        for name in targets {
+            let sel = graph.select(std::slice::from_ref(name))?;
+            let closure_root: Vec<usize> = sel
+                .into_iter()
+                .filter(|i| {
+                    let t = &graph.targets[*i];
+                    name == "all"
+                        || t.name == *name
+                        || t.condition.as_deref() == Some(name.as_str())
+                        || t.kind == *name
+                })
+                .collect();
+            v.extend(closure_root);
+        }
+        v
+    };
+    let mut removed = 0;
+    for i in chosen {
+        let t = &graph.targets[i];
+        let p = graph.output_path(i);
+        if !inside_study(&graph.out_dir, &p) {
+            eprintln!(
+                "studymake: not removing {} (it is not inside the study directory)",
+                p.display()
+            );
+            continue;
+        }
+        if std::fs::symlink_metadata(&p).is_ok() {
+            crate::store::remove_path(&p)?;
+            removed += 1;
+        }
+        let log = scheduler::log_path(graph, t);
+        if inside_study(&graph.out_dir, &log) {
+            crate::store::remove_path(&log)?;
+        }
+        store.forget(&t.name)?;
+    }
+    store.compact()?;
+    if cache {
+        store.clear_cache()?;
+    }
+    println!(
+        "studymake: removed {removed} output{}{}",
+        if removed == 1 { "" } else { "s" },
+        if cache {
+            " and the cache"
+        } else {
+            " (the cache keeps them: a rebuild restores them; --cache drops it)"
+        }
+    );
+    Ok(0)
+}
+
+/// The hidden worker: build one target from its spec.
+fn worker(spec_path: &Path) -> Result<i32> {
+    let spec = JobSpec::load(spec_path)?;
+    println!(
+        "studymake worker: building {} ({})",
+        spec.target,
+        match &spec.recipe {
+            RecipeRef::Builtin { name, version } => format!("{name} v{version}"),
+            RecipeRef::Command { argv, .. } => format!("command {}", argv[0]),
+        }
+    );
+    println!(
+        "parameters: {}",
+        serde_json::to_string(&spec.params).unwrap_or_default()
+    );
+    match &spec.recipe {
+        RecipeRef::Builtin { .. } => Builtins::new().run_job(&spec)?,
+        RecipeRef::Command { .. } => crate::executor::run_command(&spec)?,
+    }
+    Ok(0)
 }

@@ -13,9 +13,17 @@
 pub mod catalog;
 pub mod cli;
 pub mod error;
+pub mod executor;
+pub mod graph;
 pub mod job;
+pub mod key;
+pub mod lock;
 pub mod params;
+pub mod progress;
 pub mod recipes;
+pub mod scheduler;
 pub mod science;
+pub mod store;
+pub mod studyfile;
 
 pub use error::{Error, Result};

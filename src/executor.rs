@@ -1,0 +1,272 @@
+//! Executors: where a job's worker process runs. The local executor spawns
+//! `studymake __worker SPEC` with a cleared environment; the Slurm executor submits the same
+//! command as a batch job. Both only *run* workers: the engine alone checks and publishes.
+//!
+//! Also here: the worker-side runner for external commands, which executes the user's argv with
+//! the same cleared environment and tells it where to write its report.
+
+use crate::error::{Error, Result};
+use crate::job::{JobSpec, RecipeRef};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+/// Environment variables a worker keeps; everything else is cleared.
+pub const ENV_ALLOWLIST: [&str; 7] = ["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "USER"];
+
+/// One job handed to an executor.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Index of the target in the graph (echoed back on completion).
+    pub index: usize,
+    pub target: String,
+    pub spec_path: PathBuf,
+    pub log_path: PathBuf,
+    /// Working directory (the Studyfile's directory).
+    pub cwd: PathBuf,
+    /// Threads the worker may use.
+    pub threads: usize,
+}
+
+/// How a worker process ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Success,
+    /// Failed, with a one-line description (exit status, Slurm state).
+    Failed(String),
+}
+
+/// Runs workers.
+pub trait Executor {
+    /// Start a job's worker.
+    fn start(&mut self, job: Job) -> Result<()>;
+    /// Wait up to `timeout` for any started job to end.
+    fn wait(&mut self, timeout: Duration) -> Result<Option<(usize, Outcome)>>;
+    /// Jobs started and not yet reported ended.
+    fn running(&self) -> usize;
+    /// Stop every running job (Ctrl-C).
+    fn cancel_all(&mut self);
+    /// What starting this job would run, for `-n`.
+    fn describe(&self, job: &Job) -> String;
+}
+
+/// The worker command line for a job.
+pub fn worker_argv(job: &Job) -> Result<Vec<String>> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
+    Ok(vec![
+        exe.to_string_lossy().into_owned(),
+        "__worker".into(),
+        job.spec_path.to_string_lossy().into_owned(),
+    ])
+}
+
+/// The cleared environment a worker gets.
+pub fn worker_env(threads: usize) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = ENV_ALLOWLIST
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+    }
+    env.push(("RAYON_NUM_THREADS".into(), threads.to_string()));
+    env
+}
+
+/// Runs workers as child processes of this studymake.
+pub struct LocalExecutor {
+    tx: Sender<(usize, Outcome)>,
+    rx: Receiver<(usize, Outcome)>,
+    pids: HashMap<usize, u32>,
+}
+
+impl LocalExecutor {
+    pub fn new() -> Self {
+        let (tx, rx) = channel();
+        LocalExecutor {
+            tx,
+            rx,
+            pids: HashMap::new(),
+        }
+    }
+}
+
+impl Default for LocalExecutor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Make a child die with its parent (a killed studymake leaves no orphan writing to scratch) and
+/// lead its own process group (so cancelling it also stops what it started).
+fn isolate(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::setpgid(0, 0);
+            Ok(())
+        });
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn start(&mut self, job: Job) -> Result<()> {
+        let argv = worker_argv(&job)?;
+        if let Some(dir) = job.log_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let log = std::fs::File::create(&job.log_path).map_err(|e| Error::io(&job.log_path, e))?;
+        let log2 = log.try_clone().map_err(|e| Error::io(&job.log_path, e))?;
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .current_dir(&job.cwd)
+            .env_clear()
+            .envs(worker_env(job.threads))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        isolate(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| Error::io(&argv[0], e))?;
+        self.pids.insert(job.index, child.id());
+        let tx = self.tx.clone();
+        let index = job.index;
+        std::thread::spawn(move || {
+            let outcome = match child.wait() {
+                Ok(s) if s.success() => Outcome::Success,
+                Ok(s) => Outcome::Failed(describe_status(s)),
+                Err(e) => Outcome::Failed(format!("could not wait for the worker: {e}")),
+            };
+            let _ = tx.send((index, outcome));
+        });
+        Ok(())
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<Option<(usize, Outcome)>> {
+        match self.rx.recv_timeout(timeout) {
+            Ok((i, o)) => {
+                self.pids.remove(&i);
+                Ok(Some((i, o)))
+            }
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Ok(None),
+        }
+    }
+
+    fn running(&self) -> usize {
+        self.pids.len()
+    }
+
+    fn cancel_all(&mut self) {
+        for pid in self.pids.values() {
+            // SAFETY: signalling a process group we created.
+            unsafe {
+                libc::kill(-(*pid as i32), libc::SIGTERM);
+            }
+        }
+    }
+
+    fn describe(&self, job: &Job) -> String {
+        worker_argv(job)
+            .map(|a| a.join(" "))
+            .unwrap_or_else(|e| e.to_string())
+    }
+}
+
+/// "exit status 3" or "killed by signal 9".
+pub fn describe_status(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "ended abnormally".into(),
+    }
+}
+
+/// Worker side: run an external command job. The environment is already the cleared one the
+/// engine gave this worker; the command also gets `STUDYMAKE_REPORT` and `STUDYMAKE_OUTPUT`.
+pub fn run_command(spec: &JobSpec) -> Result<()> {
+    let RecipeRef::Command { argv, .. } = &spec.recipe else {
+        return Err(Error::Other(format!(
+            "{}: not an external-command job",
+            spec.target
+        )));
+    };
+    println!("studymake worker: {} runs {:?}", spec.target, argv);
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env("STUDYMAKE_REPORT", &spec.report)
+        .env("STUDYMAKE_OUTPUT", &spec.output)
+        .env("STUDYMAKE_TARGET", &spec.target)
+        .stdin(Stdio::null());
+    let status = cmd.status().map_err(|e| Error::Build {
+        target: spec.target.clone(),
+        message: format!("could not start `{}`: {e}", argv[0]),
+    })?;
+    if !status.success() {
+        return Err(Error::Build {
+            target: spec.target.clone(),
+            message: format!("`{}` ended with {}", argv[0], describe_status(status)),
+        });
+    }
+    Ok(())
+}
+
+/// Substitute `{placeholders}` in an argv template.
+pub fn substitute(template: &[String], values: &HashMap<String, String>) -> Result<Vec<String>> {
+    template
+        .iter()
+        .map(|arg| {
+            let mut out = String::new();
+            let mut rest = arg.as_str();
+            while let Some(i) = rest.find('{') {
+                out.push_str(&rest[..i]);
+                let after = &rest[i + 1..];
+                let Some(j) = after.find('}') else {
+                    out.push_str(&rest[i..]);
+                    rest = "";
+                    break;
+                };
+                let name = &after[..j];
+                let v = values.get(name).ok_or_else(|| {
+                    Error::Other(format!("no value for placeholder `{{{name}}}`"))
+                })?;
+                out.push_str(v);
+                rest = &after[j + 1..];
+            }
+            out.push_str(rest);
+            Ok(out)
+        })
+        .collect()
+}
+
+/// The last `n` lines of a log, for failure messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_substituted() {
+        let mut v = HashMap::new();
+        v.insert("gridsize".to_string(), "2".to_string());
+        v.insert("input.train_data".to_string(), "/s/t.npz".to_string());
+        let t = vec![
+            "--gridsize={gridsize}".to_string(),
+            "{input.train_data}".to_string(),
+        ];
+        assert_eq!(
+            substitute(&t, &v).unwrap(),
+            vec!["--gridsize=2", "/s/t.npz"]
+        );
+        assert!(substitute(&["{nope}".to_string()], &v).is_err());
+    }
+}

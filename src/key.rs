@@ -1,0 +1,374 @@
+//! Target keys and content digests: what makes a target fresh, written down.
+//!
+//! # The key design
+//!
+//! A target's **key** is `blake3(encode(material))`, where the material is:
+//!
+//! 1. the **key schema version** ([`KEY_SCHEMA`]), so a change of this design invalidates every
+//!    key at once instead of silently comparing unlike things;
+//! 2. the **recipe**: a built-in recipe's name and version (bumped whenever its output for the
+//!    same inputs may change), or an external command's *argv template* (placeholders not yet
+//!    substituted) and its optional declared `version` string;
+//! 3. the **output form**: a directory, or a file and its extension;
+//! 4. the target's **own parameters**: exactly the ones its recipe reads, fully resolved
+//!    (recipe default, `[params]`, profile, condition). `gridsize` and `seed` are always among them
+//!    for a condition's targets, so two conditions can never share a model by accident;
+//! 5. the **content digests of its inputs**, by role: the blake3 of an input file's bytes, or of a
+//!    directory's canonical listing (below). Never a path or a timestamp.
+//!
+//! **Kept out**, on purpose: absolute paths (moving or renaming the study keeps it fresh), the
+//! target's name and kind (identical work shares a cache entry), mtimes (touching a file changes
+//! nothing; containers zero nanoseconds), thread counts, hostnames, user names, the studymake
+//! version (recipes carry their own versions), the profile's *name* (only the values it sets
+//! matter, so `--profile quick` and an equal `[params]` give equal keys).
+//!
+//! **Canonical encoding**: the material is a struct of tagged enums, strings and `BTreeMap`s
+//! (sorted), encoded with bincode 2.0.1 (pinned) in its standard configuration with big-endian,
+//! fixed-width integers. Integers and floats are distinct tags (`2` is not `2.0`); floats are
+//! their IEEE-754 bits; NaN and infinities are refused when the Studyfile is read. A test pins
+//! one known key; any change to the material or its encoding must update this essay, that test
+//! and [`KEY_SCHEMA`].
+//!
+//! **Digests**: a file's digest is blake3 of its bytes. A directory's digest is blake3 over the
+//! sorted list of its regular files, each as (relative path with `/`, length-prefixed; the file's
+//! digest); empty directories do not count and symbolic links are refused.
+//!
+//! **Early cutoff** follows from (5): when an input is rebuilt to identical bytes its digest is
+//! unchanged, so its dependents' keys are unchanged and they stay fresh.
+//!
+//! **Determinism**: recipes must write identical bytes for identical keys (fixed seeds, fixed
+//! reduction orders, no timestamps in files); otherwise early cutoff stops working for them and
+//! `verify` cannot compare a rebuild with the record. Fresh means: the recorded key equals the
+//! current key *and* the outputs are the recorded bytes.
+
+use crate::error::{Error, Result};
+use crate::params::{Params, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+/// Version of the key material and its encoding.
+pub const KEY_SCHEMA: u32 = 1;
+
+/// A 32-byte blake3 digest (of content, or of key material). Hex in JSON, bytes in binary.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.hex())
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            Digest::from_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+        } else {
+            Ok(Digest(<[u8; 32]>::deserialize(d)?))
+        }
+    }
+}
+
+impl Digest {
+    /// Lowercase hex, 64 characters.
+    pub fn hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+
+    /// The first 12 hex characters, for messages.
+    pub fn short(&self) -> String {
+        self.hex()[..12].to_string()
+    }
+
+    /// Parse 64 hex characters.
+    pub fn from_hex(s: &str) -> Option<Digest> {
+        blake3::Hash::from_hex(s)
+            .ok()
+            .map(|h| Digest(*h.as_bytes()))
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.short())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.hex())
+    }
+}
+
+/// The recipe part of the key material.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RecipeMaterial {
+    Builtin {
+        name: String,
+        version: u32,
+    },
+    Command {
+        argv: Vec<String>,
+        version: Option<String>,
+    },
+}
+
+impl fmt::Display for RecipeMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecipeMaterial::Builtin { name, version } => write!(f, "{name} v{version}"),
+            RecipeMaterial::Command { argv, version } => {
+                write!(f, "{:?}", argv)?;
+                if let Some(v) = version {
+                    write!(f, " version {v:?}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A parameter value in the key: an externally tagged enum so no two types collide.
+#[derive(Serialize)]
+enum KeyValue<'a> {
+    Bool(bool),
+    Int(i64),
+    Float(u64),
+    Str(&'a str),
+}
+
+impl<'a> From<&'a Value> for KeyValue<'a> {
+    fn from(v: &'a Value) -> Self {
+        match v {
+            Value::Bool(b) => KeyValue::Bool(*b),
+            Value::Int(i) => KeyValue::Int(*i),
+            Value::Float(f) => KeyValue::Float(f.to_bits()),
+            Value::Str(s) => KeyValue::Str(s),
+        }
+    }
+}
+
+/// Everything a key is made of, owned, so it can be recorded and compared to explain staleness.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyMaterial {
+    pub recipe: RecipeMaterial,
+    /// `"dir"` or the file extension.
+    pub output: String,
+    pub params: Params,
+    /// Input role -> content digest.
+    pub inputs: BTreeMap<String, Digest>,
+}
+
+#[derive(Serialize)]
+struct Encoded<'a> {
+    schema: u32,
+    recipe: &'a RecipeMaterial,
+    output: &'a str,
+    params: BTreeMap<&'a str, KeyValue<'a>>,
+    inputs: &'a BTreeMap<String, Digest>,
+}
+
+impl KeyMaterial {
+    /// The canonical bytes hashed into the key.
+    pub fn encode(&self) -> Vec<u8> {
+        let enc = Encoded {
+            schema: KEY_SCHEMA,
+            recipe: &self.recipe,
+            output: &self.output,
+            params: self
+                .params
+                .iter()
+                .map(|(k, v)| (k.as_str(), KeyValue::from(v)))
+                .collect(),
+            inputs: &self.inputs,
+        };
+        let config = bincode::config::standard()
+            .with_big_endian()
+            .with_fixed_int_encoding();
+        bincode::serde::encode_to_vec(&enc, config).expect("key material always encodes")
+    }
+
+    /// The key.
+    pub fn key(&self) -> Digest {
+        Digest(*blake3::hash(&self.encode()).as_bytes())
+    }
+}
+
+/// Files at or above this size are hashed memory-mapped on several threads.
+const MMAP_THRESHOLD: u64 = 4 << 20;
+
+/// blake3 of a file's bytes.
+pub fn digest_file(path: &Path) -> Result<Digest> {
+    let mut hasher = blake3::Hasher::new();
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    if len >= MMAP_THRESHOLD {
+        hasher
+            .update_mmap_rayon(path)
+            .map_err(|e| Error::io(path, e))?;
+    } else {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        hasher.update(&bytes);
+    }
+    Ok(Digest(*hasher.finalize().as_bytes()))
+}
+
+/// The regular files under `dir`, as sorted `/`-separated relative paths. Symlinks are refused.
+pub fn list_tree(dir: &Path) -> Result<Vec<String>> {
+    fn walk(root: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
+        let here = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(rel)
+        };
+        let entries = std::fs::read_dir(&here).map_err(|e| Error::io(&here, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&here, e))?;
+            let name = entry.file_name();
+            let name = name
+                .to_str()
+                .ok_or_else(|| Error::data(entry.path(), "file names in outputs must be UTF-8"))?;
+            let child = if rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let ft = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
+            if ft.is_symlink() {
+                return Err(Error::data(
+                    entry.path(),
+                    "outputs may not contain symbolic links (they could point outside the study)",
+                ));
+            } else if ft.is_dir() {
+                walk(root, &child, out)?;
+            } else if ft.is_file() {
+                out.push(child);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, "", &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// Combine per-file digests of a directory into its digest (the listing must be sorted).
+pub fn digest_listing<'a>(files: impl IntoIterator<Item = (&'a str, &'a Digest)>) -> Digest {
+    let mut h = blake3::Hasher::new();
+    h.update(b"studymake-tree-v1\0");
+    for (rel, d) in files {
+        h.update(&(rel.len() as u64).to_be_bytes());
+        h.update(rel.as_bytes());
+        h.update(&d.0);
+    }
+    Digest(*h.finalize().as_bytes())
+}
+
+/// Digest of a file or directory; directories also return their per-file digests.
+pub fn digest_path(path: &Path) -> Result<(Digest, Vec<(String, Digest)>)> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        let files = list_tree(path)?;
+        let digests: Vec<(String, Digest)> = files
+            .into_iter()
+            .map(|rel| {
+                let d = digest_file(&path.join(&rel))?;
+                Ok((rel, d))
+            })
+            .collect::<Result<_>>()?;
+        let d = digest_listing(digests.iter().map(|(r, d)| (r.as_str(), d)));
+        Ok((d, digests))
+    } else if meta.is_file() {
+        Ok((digest_file(path)?, Vec::new()))
+    } else {
+        Err(Error::data(path, "expected a regular file or a directory"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn material() -> KeyMaterial {
+        let mut params = Params::new();
+        params.insert("gridsize".into(), Value::Int(2));
+        params.insert("seed".into(), Value::Int(42));
+        params.insert("nphotons".into(), Value::Float(1e9));
+        let mut inputs = BTreeMap::new();
+        inputs.insert("probe".into(), Digest(*blake3::hash(b"probe").as_bytes()));
+        KeyMaterial {
+            recipe: RecipeMaterial::Builtin {
+                name: "simulate".into(),
+                version: 1,
+            },
+            output: "npz".into(),
+            params,
+            inputs,
+        }
+    }
+
+    /// Pins the key design: if this changes, update the essay above and KEY_SCHEMA.
+    #[test]
+    fn known_key_is_pinned() {
+        assert_eq!(
+            material().key().hex(),
+            "872bc2ccb004d36b521de30b6105a16ef36caed4479ab003c07dff39c18bb50c"
+        );
+    }
+
+    #[test]
+    fn every_part_of_the_material_changes_the_key() {
+        let base = material().key();
+        let mut m = material();
+        m.params.insert("gridsize".into(), Value::Int(1));
+        assert_ne!(m.key(), base);
+        let mut m = material();
+        m.params.insert("seed".into(), Value::Float(42.0));
+        assert_ne!(m.key(), base, "an int and an equal float must differ");
+        let mut m = material();
+        m.recipe = RecipeMaterial::Builtin {
+            name: "simulate".into(),
+            version: 2,
+        };
+        assert_ne!(m.key(), base);
+        let mut m = material();
+        m.inputs.insert("probe".into(), Digest([0; 32]));
+        assert_ne!(m.key(), base);
+        let mut m = material();
+        m.output = "dir".into();
+        assert_ne!(m.key(), base);
+        assert_eq!(
+            material().key(),
+            base,
+            "the key is a pure function of the material"
+        );
+    }
+
+    #[test]
+    fn tree_digest_depends_on_names_and_bytes_only() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        for d in [a.path(), b.path()] {
+            std::fs::create_dir_all(d.join("sub")).unwrap();
+            std::fs::write(d.join("x.txt"), b"x").unwrap();
+            std::fs::write(d.join("sub/y.txt"), b"y").unwrap();
+        }
+        let (da, files) = digest_path(a.path()).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].0, "sub/y.txt");
+        assert_eq!(da, digest_path(b.path()).unwrap().0);
+        std::fs::write(b.path().join("x.txt"), b"z").unwrap();
+        assert_ne!(da, digest_path(b.path()).unwrap().0);
+        std::os::unix::fs::symlink("/etc", b.path().join("link")).unwrap();
+        assert!(digest_path(b.path()).is_err());
+    }
+}

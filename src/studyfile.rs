@@ -1,0 +1,428 @@
+//! The Studyfile: a strict TOML declaration of a study, parsed into checked, positioned parts.
+//!
+//! Parsing is strict: an unknown key, a wrong type or a bad reference is an error of the form
+//! `Studyfile:LINE:COL: message`, naming the key and, when a known name is close, saying
+//! "did you mean". This module only reads the file; [`crate::graph`] expands it into targets.
+
+use crate::error::{Error, Result};
+use crate::params::{Params, Value};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A parsed Studyfile, with the source kept for positions.
+#[derive(Debug)]
+pub struct Studyfile {
+    /// The file as given (for messages).
+    pub path: PathBuf,
+    /// Directory of the Studyfile; relative paths are resolved against it.
+    pub dir: PathBuf,
+    pub source: String,
+    pub raw: RawStudyfile,
+}
+
+/// The top level of a Studyfile.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStudyfile {
+    pub study: RawStudy,
+    #[serde(default)]
+    pub params: ParamTable,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Spanned<ParamTable>>,
+    #[serde(default)]
+    pub probes: BTreeMap<String, Spanned<RawArtifact>>,
+    #[serde(default)]
+    pub objects: BTreeMap<String, Spanned<RawArtifact>>,
+    pub matrix: Option<Spanned<RawMatrix>>,
+    #[serde(default)]
+    pub conditions: BTreeMap<String, Spanned<ParamTable>>,
+    #[serde(default)]
+    pub recipes: BTreeMap<String, Spanned<toml::Value>>,
+    pub executor: Option<Spanned<toml::Value>>,
+}
+
+/// Parameter name -> value, with positions.
+pub type ParamTable = BTreeMap<String, Spanned<toml::Value>>;
+
+/// `[study]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStudy {
+    pub name: Spanned<String>,
+    #[serde(default = "default_output")]
+    pub output: Spanned<String>,
+}
+
+fn default_output() -> Spanned<String> {
+    Spanned::new(0..0, "study".to_string())
+}
+
+/// `[probes.NAME]` or `[objects.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArtifact {
+    pub recipe: Option<Spanned<String>>,
+    pub command: Option<Spanned<toml::Value>>,
+    pub version: Option<Spanned<String>>,
+    pub output: Option<Spanned<String>>,
+    #[serde(default)]
+    pub params: ParamTable,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+/// `[matrix]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatrix {
+    pub gridsize: Spanned<Vec<Spanned<i64>>>,
+    pub probe: Spanned<Vec<Spanned<String>>>,
+    pub object: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+}
+
+/// How a target is built, as written in the Studyfile.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RecipeDecl {
+    /// A built-in recipe by name.
+    Builtin(String),
+    /// An external command: argv template, optional version, output kind, extra params.
+    Command {
+        argv: Vec<String>,
+        version: Option<String>,
+        output: Option<String>,
+        params: Vec<String>,
+    },
+}
+
+impl Studyfile {
+    /// Read and parse a Studyfile.
+    pub fn load(path: &Path) -> Result<Studyfile> {
+        let source = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(path, source)
+    }
+
+    /// Parse Studyfile text; `path` is used for messages and relative paths.
+    pub fn parse(path: &Path, source: String) -> Result<Studyfile> {
+        let raw: RawStudyfile = match toml::from_str(&source) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let message = improve_toml_message(e.message());
+                return Err(error_at(path, &source, span, message));
+            }
+        };
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(Studyfile {
+            path: path.to_path_buf(),
+            dir,
+            source,
+            raw,
+        })
+    }
+
+    /// An error at a span of this file.
+    pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> Error {
+        error_at(&self.path, &self.source, span, message.into())
+    }
+
+    /// Interpret a recipe declaration: a built-in name, or a table with `command`.
+    pub fn recipe_decl(&self, value: &Spanned<toml::Value>, what: &str) -> Result<RecipeDecl> {
+        match value.get_ref() {
+            toml::Value::String(s) => Ok(RecipeDecl::Builtin(s.clone())),
+            toml::Value::Table(t) => {
+                let mut argv = None;
+                let mut version = None;
+                let mut output = None;
+                let mut params = Vec::new();
+                for (k, v) in t {
+                    match k.as_str() {
+                        "command" => argv = Some(self.argv(v, value.span(), what)?),
+                        "version" => version = Some(self.string(v, value.span(), what, k)?),
+                        "output" => output = Some(self.string(v, value.span(), what, k)?),
+                        "recipe" => {
+                            let name = self.string(v, value.span(), what, k)?;
+                            return Ok(RecipeDecl::Builtin(name));
+                        }
+                        "params" => {
+                            let toml::Value::Array(items) = v else {
+                                return Err(self.error(
+                                    value.span(),
+                                    format!("{what}: `params` must be a list of parameter names"),
+                                ));
+                            };
+                            for item in items {
+                                params.push(self.string(item, value.span(), what, "params")?);
+                            }
+                        }
+                        other => {
+                            return Err(self.error(
+                                value.span(),
+                                format!(
+                                    "{what}: unknown key `{other}`{}; expected one of `command`, \
+                                     `version`, `output`, `params`",
+                                    did_you_mean(other, ["command", "version", "output", "params"])
+                                ),
+                            ))
+                        }
+                    }
+                }
+                let argv = argv.ok_or_else(|| {
+                    self.error(
+                        value.span(),
+                        format!(
+                            "{what}: a recipe table needs `command = [\"program\", \"arg\", ...]`"
+                        ),
+                    )
+                })?;
+                Ok(RecipeDecl::Command {
+                    argv,
+                    version,
+                    output,
+                    params,
+                })
+            }
+            other => Err(self.error(
+                value.span(),
+                format!(
+                    "{what}: expected a recipe name (a string) or a table with `command`, found {}",
+                    toml_type(other)
+                ),
+            )),
+        }
+    }
+
+    /// The recipe of a probe or object table.
+    pub fn artifact_recipe(&self, art: &Spanned<RawArtifact>, what: &str) -> Result<RecipeDecl> {
+        let a = art.get_ref();
+        match (&a.recipe, &a.command) {
+            (Some(_), Some(c)) => Err(self.error(
+                c.span(),
+                format!("{what}: give either `recipe` or `command`, not both"),
+            )),
+            (Some(r), None) => {
+                if a.version.is_some() || a.output.is_some() {
+                    return Err(self.error(
+                        r.span(),
+                        format!("{what}: `version` and `output` belong to a `command`, not a built-in recipe"),
+                    ));
+                }
+                Ok(RecipeDecl::Builtin(r.get_ref().clone()))
+            }
+            (None, Some(c)) => Ok(RecipeDecl::Command {
+                argv: self.argv(c.get_ref(), c.span(), what)?,
+                version: a.version.as_ref().map(|v| v.get_ref().clone()),
+                output: a.output.as_ref().map(|v| v.get_ref().clone()),
+                params: Vec::new(),
+            }),
+            (None, None) => Err(self.error(
+                art.span(),
+                format!("{what}: needs `recipe = \"NAME\"` or `command = [...]`"),
+            )),
+        }
+    }
+
+    fn argv(&self, v: &toml::Value, span: Range<usize>, what: &str) -> Result<Vec<String>> {
+        match v {
+            toml::Value::Array(items) if !items.is_empty() => items
+                .iter()
+                .map(|i| match i {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    other => Err(self.error(
+                        span.clone(),
+                        format!(
+                            "{what}: every element of `command` must be a string, found {}",
+                            toml_type(other)
+                        ),
+                    )),
+                })
+                .collect(),
+            toml::Value::String(s) => Err(self.error(
+                span,
+                format!(
+                    "{what}: `command` must be an argv list, not a shell string; write \
+                     {:?} as [{}]",
+                    s,
+                    s.split_whitespace()
+                        .map(|w| format!("{w:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            _ => Err(self.error(
+                span,
+                format!("{what}: `command` must be a non-empty list of strings"),
+            )),
+        }
+    }
+
+    fn string(&self, v: &toml::Value, span: Range<usize>, what: &str, key: &str) -> Result<String> {
+        match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            other => Err(self.error(
+                span,
+                format!(
+                    "{what}: `{key}` must be a string, found {}",
+                    toml_type(other)
+                ),
+            )),
+        }
+    }
+
+    /// Convert a parameter table to typed values, rejecting arrays, tables and non-finite floats.
+    pub fn params(&self, table: &ParamTable, what: &str) -> Result<Params> {
+        let mut out = Params::new();
+        for (name, v) in table {
+            out.insert(name.clone(), self.value(v, &format!("{what}.{name}"))?);
+        }
+        Ok(out)
+    }
+
+    /// One parameter value.
+    pub fn value(&self, v: &Spanned<toml::Value>, what: &str) -> Result<Value> {
+        match v.get_ref() {
+            toml::Value::Integer(i) => Ok(Value::Int(*i)),
+            toml::Value::Float(f) if f.is_finite() => Ok(Value::Float(*f)),
+            toml::Value::Float(f) => Err(self.error(
+                v.span(),
+                format!("`{what}` must be a finite number, found {f}"),
+            )),
+            toml::Value::String(s) => Ok(Value::Str(s.clone())),
+            toml::Value::Boolean(b) => Ok(Value::Bool(*b)),
+            other => Err(self.error(
+                v.span(),
+                format!(
+                    "`{what}` must be a number, string or boolean, found {}",
+                    toml_type(other)
+                ),
+            )),
+        }
+    }
+}
+
+/// Build a positioned error from a byte span of `source`.
+pub fn error_at(path: &Path, source: &str, span: Range<usize>, message: String) -> Error {
+    let (line, col) = line_col(source, span.start);
+    Error::Studyfile {
+        path: path.to_path_buf(),
+        line,
+        col,
+        message,
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
+    (line, col)
+}
+
+/// A word for a TOML value's type.
+pub fn toml_type(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a date",
+        toml::Value::Array(_) => "a list",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+/// `, did you mean `x`?` when a candidate is within a small edit distance, else empty.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let best = candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(1))
+        .min();
+    match best {
+        Some((_, c)) => format!(" (did you mean `{c}`?)"),
+        None => String::new(),
+    }
+}
+
+/// Levenshtein distance.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Add "did you mean" to serde's "unknown field `x`, expected one of `a`, `b`" messages.
+fn improve_toml_message(message: &str) -> String {
+    let message = message.trim_end().to_string();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((field, tail)) = rest.split_once('`') {
+            let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+            let hint = did_you_mean(field, expected);
+            return format!("unknown key `{field}`{hint}{tail}");
+        }
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Studyfile> {
+        Studyfile::parse(Path::new("Studyfile"), text.to_string())
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_suggests() {
+        let e = parse("[study]\nname = \"x\"\nouptut = \"o\"\n").unwrap_err();
+        let m = e.to_string();
+        assert!(m.starts_with("Studyfile:3:1: unknown key `ouptut`"), "{m}");
+        assert!(m.contains("did you mean `output`"), "{m}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let e = parse("[study]\nname = 3\n").unwrap_err().to_string();
+        assert!(e.starts_with("Studyfile:2:"), "{e}");
+    }
+
+    #[test]
+    fn shell_string_command_is_refused() {
+        let sf =
+            parse("[study]\nname = \"x\"\n[recipes]\nmodel = { command = \"python train.py\" }\n")
+                .unwrap();
+        let v = &sf.raw.recipes["model"];
+        let e = sf.recipe_decl(v, "recipes.model").unwrap_err().to_string();
+        assert!(e.contains("argv list, not a shell string"), "{e}");
+        assert!(e.contains("[\"python\", \"train.py\"]"), "{e}");
+    }
+
+    #[test]
+    fn line_col_and_distance() {
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("ab", 0), (1, 1));
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(
+            did_you_mean("nphoton", ["nphotons", "epochs"]),
+            " (did you mean `nphotons`?)"
+        );
+        assert_eq!(did_you_mean("zzz", ["nphotons"]), "");
+    }
+}
