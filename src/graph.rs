@@ -526,29 +526,6 @@ impl<'a> Builder<'a> {
                         ));
                     }
                 }
-                for decl in &info.params {
-                    let v = if decl.name == "gridsize" {
-                        match gridsize {
-                            Some(g) => Value::Int(g),
-                            None => {
-                                return Err(self.sf.error(
-                                    span,
-                                    format!("{what}: recipe `{}` reads `gridsize`, which only condition targets have", info.name),
-                                ))
-                            }
-                        }
-                    } else {
-                        self.resolve(
-                            kind,
-                            decl.name,
-                            own,
-                            decl.default.as_ref(),
-                            what,
-                            span.clone(),
-                        )?
-                    };
-                    params.insert(decl.name.to_string(), v);
-                }
                 if let Some(own) = own {
                     for (k, v) in own {
                         let known = info
@@ -572,6 +549,29 @@ impl<'a> Builder<'a> {
                             ));
                         }
                     }
+                }
+                for decl in &info.params {
+                    let v = if decl.name == "gridsize" {
+                        match gridsize {
+                            Some(g) => Value::Int(g),
+                            None => {
+                                return Err(self.sf.error(
+                                    span,
+                                    format!("{what}: recipe `{}` reads `gridsize`, which only condition targets have", info.name),
+                                ))
+                            }
+                        }
+                    } else {
+                        self.resolve(
+                            kind,
+                            decl.name,
+                            own,
+                            decl.default.as_ref(),
+                            what,
+                            span.clone(),
+                        )?
+                    };
+                    params.insert(decl.name.to_string(), v);
                 }
                 let ext = match info.output {
                     OutputKind::Dir => None,
