@@ -25,5 +25,6 @@ pub mod scheduler;
 pub mod science;
 pub mod store;
 pub mod studyfile;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -297,7 +297,7 @@ impl<'a> Planner<'a> {
     }
 }
 
-fn recipe_material(r: &Recipe) -> RecipeMaterial {
+pub fn recipe_material(r: &Recipe) -> RecipeMaterial {
     match r {
         Recipe::Builtin { name, version } => RecipeMaterial::Builtin {
             name: name.clone(),
@@ -310,7 +310,7 @@ fn recipe_material(r: &Recipe) -> RecipeMaterial {
     }
 }
 
-fn output_form(t: &Target) -> String {
+pub fn output_form(t: &Target) -> String {
     if t.output_is_dir {
         "dir".into()
     } else {
