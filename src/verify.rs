@@ -368,7 +368,7 @@ pub fn verify(
                         }
                     }
                 }
-                if m.material.params.get("gridsize").is_none() {
+                if !m.material.params.contains_key("gridsize") {
                     add(
                         Check::Params,
                         "no gridsize is recorded for this condition target".into(),
