@@ -17,5 +17,6 @@ pub mod job;
 pub mod params;
 pub mod recipes;
 pub mod science;
+pub mod slurm;
 
 pub use error::{Error, Result};
