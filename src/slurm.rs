@@ -35,6 +35,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------------------------------------------
 // Resources
@@ -656,7 +657,16 @@ pub struct Slurm {
     workdir: PathBuf,
     /// Where `sbatch`, `squeue`, `scontrol`, `scancel`, `sacct` are; `None` = on `PATH`.
     program_dir: Option<PathBuf>,
+    /// How long one command may take before it is killed and reported as failed.
+    timeout: Duration,
 }
+
+/// Default limit for one Slurm command: generous, since a busy controller can be slow, but
+/// finite, since a misconfigured client retries for about a minute before it fails.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Limit for the commands of [`Slurm::available`].
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What one finished command printed.
 struct Output {
@@ -671,7 +681,15 @@ impl Slurm {
         Slurm {
             workdir: workdir.into(),
             program_dir: None,
+            timeout: DEFAULT_COMMAND_TIMEOUT,
         }
+    }
+
+    /// Kill a Slurm command that runs longer than `limit` and report it as failed (default
+    /// [`DEFAULT_COMMAND_TIMEOUT`]).
+    pub fn with_timeout(mut self, limit: Duration) -> Slurm {
+        self.timeout = limit;
+        self
     }
 
     /// Use the Slurm commands in `dir` instead of those on `PATH`.
@@ -687,20 +705,69 @@ impl Slurm {
         }
     }
 
-    /// Run `argv`; `Err` only when it cannot be started at all.
+    /// Run `argv` for at most `self.timeout`; `Err` when it cannot be started or runs too long.
     fn run(&self, argv: &[String]) -> Result<Output> {
-        let out = Command::new(&argv[0])
+        self.run_for(argv, self.timeout)
+    }
+
+    fn run_for(&self, argv: &[String], limit: Duration) -> Result<Output> {
+        use std::io::Read;
+        let fail = |message: String| Error::Slurm {
+            command: display_command(argv),
+            message,
+        };
+        let mut child = Command::new(&argv[0])
             .args(&argv[1..])
             .stdin(Stdio::null())
-            .output()
-            .map_err(|e| Error::Slurm {
-                command: display_command(argv),
-                message: format!("could not run `{}`: {e}", argv[0]),
-            })?;
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(format!("could not run `{}`: {e}", argv[0])))?;
+        // read both pipes on threads so a large output cannot block the child
+        let reader = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out_t = reader(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let err_t = reader(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let t0 = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if t0.elapsed() < limit => std::thread::sleep(Duration::from_millis(5)),
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(fail(format!(
+                        "it did not finish within {} s and was killed (is the controller \
+                         reachable and SLURM_CONF right?)",
+                        limit.as_secs_f64()
+                    )));
+                }
+                Err(e) => return Err(fail(format!("could not wait for it: {e}"))),
+            }
+        };
+        let stdout = out_t.join().unwrap_or_default();
+        let stderr = err_t.join().unwrap_or_default();
         Ok(Output {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ok: status.success(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
         })
     }
 
@@ -716,22 +783,17 @@ impl Slurm {
     }
 
     /// True when `sbatch` and `squeue` can be run and `scontrol ping` says the controller is UP.
-    /// Takes as long as `scontrol ping` (its timeout when the controller is unreachable).
+    /// Takes at most about 10 s (a client with a wrong `SLURM_CONF` would retry for a minute).
     pub fn available(&self) -> bool {
         let runs = |name: &str| {
-            Command::new(self.program(name))
-                .arg("--version")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
+            self.run_for(&[self.program(name), "--version".into()], PING_TIMEOUT)
+                .map(|o| o.ok)
                 .unwrap_or(false)
         };
         if !runs("sbatch") || !runs("squeue") {
             return false;
         }
-        match self.run(&[self.program("scontrol"), "ping".into()]) {
+        match self.run_for(&[self.program("scontrol"), "ping".into()], PING_TIMEOUT) {
             Ok(out) => out.ok && out.stdout.contains("is UP"),
             Err(_) => false,
         }
@@ -1481,5 +1543,154 @@ mod tests {
         assert_eq!(out.status.code(), Some(3));
         let empty: [&str; 0] = [];
         assert!(write_job_script(&script, &empty).is_err());
+    }
+
+    /// A directory of fake Slurm tools: `(name, shell body)`.
+    fn fake_tools(tools: &[(&str, &str)]) -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in tools {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn sbatch_errors_carry_the_command_and_stderr() {
+        let bin = fake_tools(&[(
+            "sbatch",
+            "echo 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2; exit 1",
+        )]);
+        let slurm = Slurm::new("/w").with_program_dir(bin.path());
+        let cfg = SlurmConfig {
+            partition: Some("nope".into()),
+            ..Default::default()
+        };
+        let e = slurm
+            .submit("j", Path::new("/s.sh"), Path::new("/l.out"), &cfg)
+            .unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("--partition=nope") && m.contains("Invalid partition name"),
+            "{m}"
+        );
+        assert!(matches!(e, Error::Slurm { .. }));
+
+        let bin = fake_tools(&[("sbatch", "echo 'Submitted batch job 5'")]);
+        let slurm = Slurm::new("/w").with_program_dir(bin.path());
+        let m = slurm
+            .submit("j", Path::new("/s.sh"), Path::new("/l.out"), &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("instead of a job id"), "{m}");
+
+        let bin = fake_tools(&[("sbatch", "echo 'sbatch: warning: x' >&2; echo '77;c2'")]);
+        let slurm = Slurm::new("/w").with_program_dir(bin.path());
+        let id = slurm
+            .submit("j", Path::new("/s.sh"), Path::new("/l.out"), &cfg)
+            .unwrap();
+        assert_eq!(id, JobId(77));
+    }
+
+    #[test]
+    fn poll_falls_back_for_forgotten_ids_and_reports_the_rest_vanished() {
+        // squeue knows 5; scontrol knows 6; sacct knows 7; nobody knows 8
+        let bin = fake_tools(&[
+            ("squeue", "echo '5|RUNNING|0|None|'"),
+            (
+                "scontrol",
+                "if [ \"$4\" = 6 ]; then echo 'JobId=6 JobState=TIMEOUT Reason=TimeLimit ExitCode=0:15'; \
+                 else echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1; fi",
+            ),
+            ("sacct", "echo '7|OUT_OF_MEMORY|0:125'"),
+        ]);
+        let slurm = Slurm::new("/w").with_program_dir(bin.path());
+        let ids = [JobId(5), JobId(6), JobId(7), JobId(8)];
+        let st = slurm.poll(&ids).unwrap();
+        assert_eq!(st[&JobId(5)].state, JobState::Running);
+        assert_eq!(st[&JobId(6)].state, JobState::Timeout);
+        assert_eq!(st[&JobId(6)].reason.as_deref(), Some("TimeLimit"));
+        assert_eq!(st[&JobId(7)].state, JobState::OutOfMemory);
+        assert_eq!(st[&JobId(8)].state, JobState::Vanished);
+        assert!(slurm.poll(&[]).unwrap().is_empty());
+
+        // all unknown: squeue fails with "Invalid job id specified"; sacct disabled
+        let bin = fake_tools(&[
+            (
+                "squeue",
+                "echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1",
+            ),
+            (
+                "scontrol",
+                "echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1",
+            ),
+            (
+                "sacct",
+                "echo 'Slurm accounting storage is disabled' >&2; exit 1",
+            ),
+        ]);
+        let slurm = Slurm::new("/w").with_program_dir(bin.path());
+        let st = slurm.poll(&[JobId(9)]).unwrap();
+        assert_eq!(st[&JobId(9)].state, JobState::Vanished);
+
+        // controller down: an error naming squeue and its message
+        let bin = fake_tools(&[(
+            "squeue",
+            "echo 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)' >&2; exit 1",
+        )]);
+        let slurm = Slurm::new("/w").with_program_dir(bin.path());
+        let m = slurm.poll(&[JobId(9)]).unwrap_err().to_string();
+        assert!(
+            m.contains("squeue") && m.contains("Unable to contact"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_hanging_command_is_killed_after_the_timeout() {
+        let bin = fake_tools(&[
+            ("squeue", "[ \"$1\" = --version ] && exit 0; exec sleep 30"),
+            ("sbatch", "exit 0"),
+        ]);
+        let slurm = Slurm::new("/w")
+            .with_program_dir(bin.path())
+            .with_timeout(Duration::from_millis(300));
+        let t0 = Instant::now();
+        let m = slurm.poll(&[JobId(1)]).unwrap_err().to_string();
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert!(m.contains("did not finish within 0.3 s"), "{m}");
+        // and `available` is false, not an error, when a tool is missing
+        assert!(!slurm.available());
+    }
+
+    #[test]
+    fn cancel_is_one_scancel_call_and_find_running_filters_names() {
+        let bin = fake_tools(&[
+            ("scancel", "echo \"$@\" >> \"$(dirname \"$0\")/calls\""),
+            (
+                "squeue",
+                "printf '%s\\n' '3|RUNNING|studymake:s1:gs1/model' '4|PENDING|studymake:s1:gs1/model2' \
+                 '5|RUNNING|studymake:s2:gs1/model' '6|RUNNING|other'",
+            ),
+        ]);
+        let slurm = Slurm::new("/w").with_program_dir(bin.path());
+        slurm.cancel(&[JobId(3), JobId(4)]).unwrap();
+        slurm.cancel(&[]).unwrap();
+        let calls = std::fs::read_to_string(bin.path().join("calls")).unwrap();
+        assert_eq!(calls, "3 4\n");
+        let exact = slurm
+            .find_running(&NameMatch::Exact("studymake:s1:gs1/model".into()))
+            .unwrap();
+        assert_eq!(exact.iter().map(|j| j.id).collect::<Vec<_>>(), [JobId(3)]);
+        let run = slurm
+            .find_running(&NameMatch::Prefix("studymake:s1:".into()))
+            .unwrap();
+        assert_eq!(
+            run.iter().map(|j| j.id).collect::<Vec<_>>(),
+            [JobId(3), JobId(4)]
+        );
+        assert_eq!(run[1].state, JobState::Pending);
     }
 }
