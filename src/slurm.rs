@@ -76,7 +76,9 @@ pub struct SlurmConfig {
     /// Partition (`--partition`).
     pub partition: Option<String>,
     /// Environment variable names exported to the job besides `PATH` (`--export=PATH,...`),
-    /// e.g. `["LD_LIBRARY_PATH", "CUDA_HOME"]` for an external command recipe.
+    /// e.g. `["LD_LIBRARY_PATH", "CUDA_HOME"]` for an external command recipe. `"ALL"` exports
+    /// the whole submitting environment (Slurm's own default, `--export=ALL,PATH,...`); without
+    /// it Slurm builds the rest of the job's environment from the user's login on the node.
     pub export: Option<Vec<String>>,
     /// Further `sbatch` options, passed verbatim after the ones above (so they win where Slurm
     /// lets a later option override an earlier one), e.g. `["--account=abc", "--qos=long"]`.
@@ -823,8 +825,11 @@ impl Slurm {
                 ))
             })
         };
-        let mut export = String::from("PATH");
-        for name in cfg.export.iter().flatten() {
+        // "ALL" is only meaningful first: --export=ALL,PATH,...
+        let names = cfg.export.iter().flatten();
+        let all = names.clone().any(|n| n == "ALL");
+        let mut export = String::from(if all { "ALL,PATH" } else { "PATH" });
+        for name in names.filter(|n| *n != "ALL" && *n != "PATH") {
             export.push(',');
             export.push_str(name);
         }
@@ -1376,6 +1381,15 @@ mod tests {
             .unwrap();
         assert_eq!(default.len(), 10);
         assert_eq!(default[8], "--cpus-per-task=1");
+        assert_eq!(default[5], "--export=PATH");
+        let all = SlurmConfig {
+            export: Some(vec!["CUDA_HOME".into(), "ALL".into(), "PATH".into()]),
+            ..Default::default()
+        };
+        let argv = slurm
+            .sbatch_command("j", Path::new("/s.sh"), Path::new("/l.out"), &all)
+            .unwrap();
+        assert_eq!(argv[5], "--export=ALL,PATH,CUDA_HOME");
         assert_eq!(
             display_command(&["sbatch".into(), "--job-name=a b".into(), "it's".into()]),
             r"sbatch '--job-name=a b' 'it'\''s'"
