@@ -325,3 +325,56 @@ fn unsatisfiable_request_is_refused_or_reported_stuck() {
         }
     }
 }
+
+/// Needs a cluster that forgets finished jobs quickly, e.g.
+/// `STUDYMAKE_SLURM_MIN_JOB_AGE=2 .ci/slurm/start.sh` (add `STUDYMAKE_SLURM_ACCOUNTING=1` for
+/// the sacct path); slurmctld purges in a background pass, so this takes up to a few minutes.
+#[test]
+#[ignore = "needs a cluster with a small MinJobAge; takes minutes"]
+fn forgotten_jobs_come_from_sacct_or_are_vanished() {
+    let Some((slurm, dir)) = cluster("forgotten_jobs") else {
+        return;
+    };
+    let (id, _) = submit_sh(
+        &slurm,
+        dir.path(),
+        "forgotten",
+        "exit 3",
+        &SlurmConfig::default(),
+    );
+    let st = wait_all(&slurm, &[id], LIMIT).remove(&id).unwrap();
+    assert_eq!(st.state, JobState::Failed);
+    // wait until squeue no longer lists it
+    let t0 = Instant::now();
+    loop {
+        let out = std::process::Command::new("squeue")
+            .args(["-h", "-t", "all", "-o", "%i"])
+            .output()
+            .unwrap();
+        if !String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == id.to_string())
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "job {id} never purged"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!("job {id} purged from slurmctld after {:?}", t0.elapsed());
+    let accounting = std::process::Command::new("sacct")
+        .args(["-n", "-X", "-j", &id.to_string()])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    let st = slurm.poll(&[id]).unwrap().remove(&id).unwrap();
+    if accounting {
+        assert_eq!(st.state, JobState::Failed, "{st}");
+        assert_eq!(st.exit, Some(JobExit { code: 3, signal: 0 }));
+    } else {
+        assert_eq!(st.state, JobState::Vanished, "{st}");
+    }
+    eprintln!("forgotten job {id} (accounting: {accounting}): {st}");
+}

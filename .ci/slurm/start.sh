@@ -27,6 +27,8 @@
 #   STUDYMAKE_SLURM_DB_PORT      mariadbd port on 127.0.0.1  (default 3307)
 #   STUDYMAKE_SLURM_WAIT_S       readiness timeout, seconds  (default 60)
 #   STUDYMAKE_SLURM_INSTALL      1 = apt-get install missing packages (default 1)
+#   STUDYMAKE_SLURM_MIN_JOB_AGE  seconds slurmctld keeps finished jobs (default 3600;
+#                                small values test pollers' fallbacks, see tests/slurm_client.rs)
 set -euo pipefail
 # everything but the final "export SLURM_CONF=..." line goes to stderr
 # (daemons are started with 3>&- so that "$(start.sh)" does not wait on them)
@@ -40,6 +42,7 @@ DBD_PORT=${STUDYMAKE_SLURM_DBD_PORT:-6819}
 DB_PORT=${STUDYMAKE_SLURM_DB_PORT:-3307}
 WAIT_S=${STUDYMAKE_SLURM_WAIT_S:-60}
 INSTALL=${STUDYMAKE_SLURM_INSTALL:-1}
+MIN_JOB_AGE=${STUDYMAKE_SLURM_MIN_JOB_AGE:-3600}
 
 log() { printf '[slurm start] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -165,9 +168,9 @@ TaskPlugin=task/none
 $ACCOUNTING
 JobCompType=jobcomp/filetxt
 JobCompLoc=$DIR/log/jobcomp.log
-# finished jobs stay visible to squeue -t all / scontrol for an hour, so a
+# finished jobs stay visible to squeue -t all / scontrol this long (default an hour), so a
 # poller (which has no sacct here) always sees their terminal state and exit code
-MinJobAge=3600
+MinJobAge=$MIN_JOB_AGE
 MpiDefault=none
 SwitchType=switch/none
 SchedulerType=sched/backfill
