@@ -801,7 +801,8 @@ impl Slurm {
         }
     }
 
-    /// The `sbatch` argv that [`Slurm::submit`] runs for one job: `--parsable`, the job name,
+    /// The `sbatch` argv that [`Slurm::submit`] runs for one job (`script`, `log` and the
+    /// working directory must be absolute paths): `--parsable`, the job name,
     /// `--output=log` (stderr goes there too), `--chdir=workdir`, `--export=PATH[,...]`, one node
     /// and one task, then the resources of `cfg`, its `extra_args`, and the script.
     pub fn sbatch_command(
@@ -818,6 +819,14 @@ impl Slurm {
             )));
         }
         let utf8 = |p: &Path, what: &str| {
+            if !p.is_absolute() {
+                // sbatch resolves a relative script against its own cwd but a relative
+                // --output against --chdir: only absolute paths mean the same everywhere
+                return Err(Error::Invalid(format!(
+                    "{}: the {what} path must be absolute for sbatch.",
+                    p.display()
+                )));
+            }
             p.to_str().map(str::to_string).ok_or_else(|| {
                 Error::Invalid(format!(
                     "{}: the {what} path is not valid UTF-8, which sbatch cannot be given.",
@@ -1404,6 +1413,13 @@ mod tests {
             )
             .unwrap();
         assert_eq!(argv[0], "/opt/slurm/bin/sbatch");
+        let rel = slurm.sbatch_command(
+            "j",
+            Path::new("s.sh"),
+            Path::new("/l"),
+            &SlurmConfig::default(),
+        );
+        assert!(rel.unwrap_err().to_string().contains("must be absolute"));
     }
 
     #[test]

@@ -378,3 +378,59 @@ fn forgotten_jobs_come_from_sacct_or_are_vanished() {
     }
     eprintln!("forgotten job {id} (accounting: {accounting}): {st}");
 }
+
+/// Benchmark: sbatch -> COMPLETED of trivial jobs, one at a time, polled every 20 ms, with the
+/// default `--export=PATH` and with `export = ["ALL"]`.
+/// `cargo test --release --test slurm_client latency -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark"]
+fn latency_of_trivial_jobs() {
+    let Some((slurm, dir)) = cluster("latency") else {
+        return;
+    };
+    let script = dir.path().join("true.sh");
+    write_job_script(&script, &["/bin/true"]).unwrap();
+    for (label, cfg) in [
+        ("--export=PATH", SlurmConfig::default()),
+        (
+            "--export=ALL,PATH",
+            SlurmConfig {
+                export: Some(vec!["ALL".into()]),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let mut times = Vec::new();
+        for i in 0..6 {
+            let t0 = Instant::now();
+            let id = slurm
+                .submit(
+                    &unique_name(&format!("lat{i}")),
+                    &script,
+                    &dir.path().join("lat.out"),
+                    &cfg,
+                )
+                .unwrap();
+            let submit = t0.elapsed();
+            loop {
+                let st = slurm.poll(&[id]).unwrap().remove(&id).unwrap();
+                if st.state.is_terminal() {
+                    assert_eq!(st.state, JobState::Completed);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            times.push((submit.as_secs_f64(), t0.elapsed().as_secs_f64()));
+        }
+        let mut done: Vec<f64> = times.iter().map(|t| t.1).collect();
+        done.sort_by(f64::total_cmp);
+        eprintln!(
+            "{label}: sbatch {:.3}-{:.3} s; sbatch->COMPLETED min {:.2} s, median {:.2} s, max {:.2} s",
+            times.iter().map(|t| t.0).fold(f64::MAX, f64::min),
+            times.iter().map(|t| t.0).fold(0.0, f64::max),
+            done[0],
+            (done[2] + done[3]) / 2.0,
+            done[5]
+        );
+    }
+}
