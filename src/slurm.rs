@@ -227,7 +227,8 @@ fn valid_time(s: &str) -> bool {
 /// The whole `[executor.slurm]` table: default resources, and per-recipe-kind overrides as
 /// sub-tables (`[executor.slurm.model]`). A key of the table is a resource key of
 /// [`SlurmConfig`] when it names one and a recipe kind when its value is a table.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// (Deserialize only: it is read from the Studyfile, never written.)
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SlurmSettings {
     /// Resources of every job.
     pub defaults: SlurmConfig,
