@@ -10,6 +10,7 @@ use crate::lock::StudyLock;
 use crate::progress::Reporter;
 use crate::recipes::Builtins;
 use crate::scheduler::{self, Action, Options, Planner};
+use crate::slurm_executor::{self, SlurmExecutor};
 use crate::store::Store;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -66,6 +67,10 @@ struct Global {
     /// Wait for another build of the same study instead of failing.
     #[arg(long, global = true)]
     wait: bool,
+    /// Where workers run: `local` (default) or `slurm` (one batch job per target; also
+    /// settable as `[executor] kind = "slurm"` in the Studyfile).
+    #[arg(long, global = true, value_name = "KIND", value_parser = ["local", "slurm"])]
+    executor: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,7 +145,7 @@ fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         None if cli.dry_run => {
             let graph = load(g, &catalog, g.profile.clone())?;
-            dry_run(&graph, &cli.targets)
+            dry_run(&graph, g, &cli.targets)
         }
         None => {
             let graph = load(g, &catalog, g.profile.clone())?;
@@ -268,9 +273,21 @@ fn build(graph: &Graph, catalog: &Builtins, g: &Global, targets: &[String]) -> R
         graph.profile.clone().unwrap_or_default().as_bytes(),
     )?;
     scheduler::install_signal_handlers();
-    let mut executor: Box<dyn Executor> = Box::new(LocalExecutor::new());
+    let slurm = executor_kind(graph, g)? == "slurm";
+    let mut executor: Box<dyn Executor> = if slurm {
+        Box::new(SlurmExecutor::new(
+            &studyfile_dir(graph)?,
+            slurm_executor::settings_from(graph.executor.as_ref())?,
+            slurm_executor::job_prefix(&graph.name, &graph.out_dir),
+        )?)
+    } else {
+        Box::new(LocalExecutor::new())
+    };
     let opts = Options {
-        jobs: g.jobs.unwrap_or_else(cores).max(1),
+        jobs: g
+            .jobs
+            .unwrap_or_else(|| if slurm { SLURM_DEFAULT_JOBS } else { cores() })
+            .max(1),
         keep_going: g.keep_going,
         threads: cores(),
         full_check: false,
@@ -308,6 +325,28 @@ fn build(graph: &Graph, catalog: &Builtins, g: &Global, targets: &[String]) -> R
     Ok(0)
 }
 
+/// Jobs in flight at once on Slurm when `-j` is not given.
+const SLURM_DEFAULT_JOBS: usize = 64;
+
+/// `--executor`, else the Studyfile's `[executor] kind`, else `local`.
+fn executor_kind(graph: &Graph, g: &Global) -> Result<String> {
+    let from_file = slurm_executor::kind_from(graph.executor.as_ref())?;
+    Ok(g.executor
+        .clone()
+        .or(from_file)
+        .unwrap_or_else(|| "local".into()))
+}
+
+fn studyfile_dir(graph: &Graph) -> Result<PathBuf> {
+    let d = graph
+        .studyfile
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::path::absolute(&d).map_err(|e| Error::io(&d, e))
+}
+
 fn planner_for(graph: &Graph) -> Result<Planner<'_>> {
     let store = match Store::open_existing(&graph.out_dir)? {
         Some(s) => s,
@@ -316,8 +355,17 @@ fn planner_for(graph: &Graph) -> Result<Planner<'_>> {
     Ok(Planner::new(graph, store, false))
 }
 
-fn dry_run(graph: &Graph, targets: &[String]) -> Result<i32> {
+fn dry_run(graph: &Graph, g: &Global, targets: &[String]) -> Result<i32> {
     let selected = graph.select(targets)?;
+    let slurm = if executor_kind(graph, g)? == "slurm" {
+        Some((
+            studyfile_dir(graph)?,
+            slurm_executor::settings_from(graph.executor.as_ref())?,
+            slurm_executor::job_prefix(&graph.name, &graph.out_dir),
+        ))
+    } else {
+        None
+    };
     let mut planner = planner_for(graph)?;
     let plan = planner.plan(&selected)?;
     let (mut b, mut r) = (0, 0);
@@ -342,6 +390,26 @@ fn dry_run(graph: &Graph, targets: &[String]) -> Result<i32> {
                     t.recipe.describe(),
                     reasons.join("; ")
                 );
+                if let Some((dir, settings, prefix)) = &slurm {
+                    let tmp = graph
+                        .out_dir
+                        .join(".studymake")
+                        .join("tmp")
+                        .join(t.name.replace('/', "~"));
+                    let job = crate::executor::Job {
+                        index: *i,
+                        target: t.name.clone(),
+                        kind: t.kind.clone(),
+                        spec_path: tmp.join("job.json"),
+                        log_path: scheduler::log_path(graph, t),
+                        cwd: dir.clone(),
+                        threads: 1,
+                    };
+                    println!(
+                        "    {}",
+                        SlurmExecutor::sbatch_line(dir, settings, prefix, &job)?
+                    );
+                }
             }
         }
     }

@@ -50,6 +50,8 @@ pub enum Error {
     AuditFailed { problems: usize },
     /// The study's state directory is unreadable or from an incompatible version.
     State { path: PathBuf, message: String },
+    /// A Slurm command (`sbatch`, `squeue`, `scancel`, ...) failed: its command line and stderr.
+    Slurm { command: String, message: String },
     /// Anything else, with its own complete sentence.
     Other(String),
 }
@@ -129,6 +131,9 @@ impl fmt::Display for Error {
                 if *problems == 1 { "" } else { "s" }
             ),
             Error::State { path, message } => write!(f, "{}: {message}", path.display()),
+            Error::Slurm { command, message } => {
+                write!(f, "Slurm command `{command}` failed: {message}")
+            }
             Error::Other(m) => write!(f, "{m}"),
         }
     }

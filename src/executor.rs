@@ -22,6 +22,8 @@ pub struct Job {
     /// Index of the target in the graph (echoed back on completion).
     pub index: usize,
     pub target: String,
+    /// Target kind (`model`, ...), for per-kind resources.
+    pub kind: String,
     pub spec_path: PathBuf,
     pub log_path: PathBuf,
     /// Working directory (the Studyfile's directory).

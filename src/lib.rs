@@ -23,6 +23,8 @@ pub mod progress;
 pub mod recipes;
 pub mod scheduler;
 pub mod science;
+pub mod slurm;
+pub mod slurm_executor;
 pub mod store;
 pub mod studyfile;
 pub mod verify;

@@ -737,6 +737,7 @@ fn prepare(
     let job = Job {
         index: i,
         target: t.name.clone(),
+        kind: t.kind.clone(),
         spec_path,
         log_path: log_path(graph, t),
         cwd: cwd.to_path_buf(),
