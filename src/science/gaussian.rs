@@ -123,6 +123,21 @@ mod tests {
     }
 
     #[test]
+    fn values_match_scipy() {
+        // numpy: a = (arange(9*13).reshape(9,13) % 7).astype(float)
+        // gaussian_filter(a, 5.0)[0, :3] and gaussian_filter(a, 2.5)[4, :3] (scipy 1.x).
+        let a = Array2::from_shape_fn((9, 13), |(i, j)| ((i * 13 + j) % 7) as f64);
+        let g5 = gaussian_filter(&a.view(), 5.0, TRUNCATE);
+        let g25 = gaussian_filter(&a.view(), 2.5, TRUNCATE);
+        for (k, w) in [2.91465426, 2.91773222, 2.92339499].iter().enumerate() {
+            assert!((g5[[0, k]] - w).abs() < 1e-8, "{}", g5[[0, k]]);
+        }
+        for (k, w) in [3.00225747, 3.0025, 3.00204889].iter().enumerate() {
+            assert!((g25[[4, k]] - w).abs() < 1e-8, "{}", g25[[4, k]]);
+        }
+    }
+
+    #[test]
     fn reflect_mode_is_half_sample_symmetric() {
         let got: Vec<usize> = (-5..9).map(|k| reflect_index(k, 4)).collect();
         // ... c b a | a b c d | d c b a | a ...

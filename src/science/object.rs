@@ -127,6 +127,8 @@ mod tests {
         assert_eq!(l.first(), Some(&(10, 40)));
         assert_eq!(l.last(), Some(&(37, 2)));
         assert_eq!(l.len(), 39);
+        // skimage.draw.line(10, 40, 37, 2)[:5]: rr [10 11 11 12 13], cc [40 39 38 37 36]
+        assert_eq!(&l[..5], &[(10, 40), (11, 39), (11, 38), (12, 37), (13, 36)]);
         for w in l.windows(2) {
             assert!((w[0].0 - w[1].0).abs() <= 1 && (w[0].1 - w[1].1).abs() == 1);
         }
