@@ -3,4 +3,10 @@
 
 pub mod dataset;
 pub mod fft;
+pub mod gaussian;
+pub mod grouping;
 pub mod model;
+pub mod npy;
+pub mod object;
+pub mod probe;
+pub mod simulate;
