@@ -56,8 +56,16 @@ impl StudyLock {
 
 fn holder(file: &mut File) -> String {
     let mut s = String::new();
-    let _ = file.rewind();
-    let _ = file.read_to_string(&mut s);
+    // The holder writes its identity just after it takes the lock; give it a moment.
+    for _ in 0..20 {
+        s.clear();
+        let _ = file.rewind();
+        let _ = file.read_to_string(&mut s);
+        if !s.trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     if s.trim().is_empty() {
         "another process".into()
     } else {
