@@ -604,7 +604,10 @@ pub fn build(
             Outcome::Success => finish(planner, catalog, i, &run),
             Outcome::Failed(why) => Err(Error::Build {
                 target: t.name.clone(),
-                message: format!("worker failed ({why})"),
+                message: match worker_error(&run.log) {
+                    Some(e) => format!("{e} (worker {why})"),
+                    None => format!("worker failed ({why})"),
+                },
             }),
         };
         let _ = crate::store::remove_path(&run.scratch);
@@ -886,6 +889,16 @@ pub fn check_reported(t: &Target, reported: &Params, inspected: &Params) -> Resu
         });
     }
     Ok(())
+}
+
+/// The error a worker printed last, without its prefix, if any.
+fn worker_error(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().rev().find(|l| l.starts_with("studymake: error: "))?;
+    let msg = line.trim_start_matches("studymake: error: ");
+    // The worker names its target too; keep one.
+    let msg = msg.split_once(": ").filter(|(t, _)| !t.contains(' ') && t.contains('/')).map(|(_, m)| m).unwrap_or(msg);
+    Some(msg.to_string())
 }
 
 /// Print a failure's log tail (used by reporters).
