@@ -207,7 +207,7 @@ pub fn probe_model_factor(p: &Array2<Complex32>, probe_scale: f64) -> Result<f64
     }
     let mean = acc / p.len() as f64;
     let f = 1.0 / (probe_scale * mean);
-    if !f.is_finite() || !(probe_scale > 0.0) {
+    if !f.is_finite() || probe_scale.is_nan() || probe_scale <= 0.0 {
         return Err(Error::Invalid(format!(
             "probe normalisation: the probe has no amplitude inside radius {rad} \
              (or probe_scale {probe_scale} is not positive)"
@@ -302,11 +302,11 @@ mod tests {
         let a = default_probe(64);
         let ph = aberrated_probe(&AberrationParams::default()).unwrap();
         let h = hybrid(&a, &ph).unwrap();
-        for (((hz, az), pz), _) in h.iter().zip(&a).zip(&ph).zip(0..) {
+        for ((hz, az), pz) in h.iter().zip(&a).zip(&ph) {
             assert!((hz.norm() - az.norm()).abs() < 1e-6 * az.norm().max(1e-9));
             if az.norm() > 1e-3 && pz.norm() > 1e-3 {
-                let d = (hz.arg() - pz.arg()).rem_euclid(2.0 * std::f32::consts::PI);
-                assert!(d < 1e-4 || d > 2.0 * std::f32::consts::PI - 1e-4);
+                let d = (hz.arg() - pz.arg()).rem_euclid(std::f32::consts::TAU);
+                assert!(!(1e-4..=std::f32::consts::TAU - 1e-4).contains(&d));
             }
         }
         let e = hybrid(&a, &Array2::zeros((32, 32)))
