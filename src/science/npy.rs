@@ -5,6 +5,9 @@
 //! in what the file (or the `.npz` entry) actually holds. A truncated or corrupt file, an absurd
 //! shape, a missing key or a wrong dtype is an [`Error::Data`] naming the file and the key.
 //!
+//! Reading is done here rather than by `ndarray-npy`'s reader so that the size checks happen
+//! before the payload buffer is allocated and errors can name the file and the key.
+//!
 //! Writing uses `ndarray-npy` (`.npy`) and its `NpzWriter` over a `zip` writer whose entries carry
 //! a fixed timestamp (1980-01-01 00:00, the zip epoch) and no compression, so the same arrays give
 //! the same bytes on every run and machine (the engine compares digests).
@@ -285,6 +288,21 @@ fn into_dim<T, D: Dimension>(a: ArrayD<T>, path: &Path, what: &str) -> Result<Ar
             ),
         )
     })
+}
+
+/// Whether the file starts like a zip archive (`.npz`) rather than a `.npy` array.
+pub fn is_zip(path: &Path) -> Result<bool> {
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut magic = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match f.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Ok(got == 4 && &magic == b"PK\x03\x04")
 }
 
 /// Read the header of a `.npy` file (cheap: reads only the header).

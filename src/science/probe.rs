@@ -123,15 +123,10 @@ pub fn aberrated_probe(p: &AberrationParams) -> Result<Array2<Complex32>> {
 }
 
 /// Load a measured probe: `probeGuess` from an `.npz`, or the array of a `.npy` (reference
-/// section 2). It must be 2-D, complex (a real array is refused) and finite; it is cast to
+/// section 2; the format is recognised from the file's first bytes, not its name). It must be 2-D, complex (a real array is refused) and finite; it is cast to
 /// complex64. A missing key lists the keys present. Every error names the file.
 pub fn load_probe(path: &Path) -> Result<Array2<Complex32>> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let p = if ext == "npz" {
+    let p = if npy::is_zip(path)? {
         let mut f = npy::NpzFile::open(path)?;
         npy::read_complex2_npz(&mut f, "probeGuess")?
     } else {
@@ -331,6 +326,10 @@ mod tests {
         w.add("other", &ndarray::arr0(1.0f64)).unwrap();
         w.finish().unwrap();
         assert_eq!(load_probe(&npz_path).unwrap(), p);
+        // The format is recognised by content: store paths need not keep their extension.
+        let noext = dir.path().join("blob");
+        std::fs::copy(&npz_path, &noext).unwrap();
+        assert_eq!(load_probe(&noext).unwrap(), p);
         // Missing key lists the keys present.
         let q = dir.path().join("q.npz");
         let mut w = npy::NpzOut::create(&q, false).unwrap();

@@ -170,6 +170,22 @@ pub fn extract_patch_into(
     }
 }
 
+/// Translate an image by `(dx, dy)` (columns, rows) with bilinear interpolation and zero fill:
+/// `out[r, c] = bilinear(img, r - dy, c - dx)` (PtychoPINN's `translate`, reference section 4
+/// step 4). Positive `dx` moves content to the right. Same shape as `img`.
+pub fn translate(img: &ArrayView2<Complex32>, dx: f64, dy: f64) -> Array2<Complex32> {
+    let (h, w) = img.dim();
+    let mut out = Array2::zeros((h, w));
+    // The same arithmetic as a patch of the image's size centred at (w/2 - dx, h/2 - dy).
+    extract_patch_into(
+        img,
+        (w / 2) as f64 - dx,
+        (h / 2) as f64 - dy,
+        out.view_mut(),
+    );
+    out
+}
+
 /// View complex64 values as interleaved (re, im) float32 pairs.
 fn as_floats(z: &[Complex32]) -> &[f32] {
     // SAFETY: num_complex::Complex<T> is #[repr(C)] { re: T, im: T }, so a slice of n Complex32
@@ -504,6 +520,29 @@ mod tests {
             let want = bilinear(&big.view(), 17.8 - 4.0 + i as f64, 20.3 - 4.0 + j as f64);
             assert!((z - want).norm() < 1e-5);
         }
+    }
+
+    #[test]
+    fn patch_is_the_top_left_of_the_translated_padded_object() {
+        // Section 4 step 4 literally: pad by N/2, translate by (-x, -y), take the top-left N x N.
+        let o = small_object(20, 24);
+        let n = 8;
+        let mut padded = Array2::<Complex32>::zeros((20 + n, 24 + n));
+        padded
+            .slice_mut(ndarray::s![n / 2..n / 2 + 20, n / 2..n / 2 + 24])
+            .assign(&o);
+        for &(x, y) in &[(4.0, 4.0), (10.37, 7.81), (19.5, 15.25), (0.2, 0.9)] {
+            let t = translate(&padded.view(), -x, -y);
+            let want = t.slice(ndarray::s![..n, ..n]);
+            let got = extract_patch(&o.view(), x, y, n);
+            for (g, w) in got.iter().zip(want.iter()) {
+                assert!((g - w).norm() < 1e-5, "({x}, {y}): {g} vs {w}");
+            }
+        }
+        // Integer translation shifts content, filling with zeros.
+        let t = translate(&o.view(), 2.0, 1.0);
+        assert_eq!(t[[1 + 3, 2 + 5]], o[[3, 5]]);
+        assert_eq!(t[[0, 0]], Complex32::new(0.0, 0.0));
     }
 
     #[test]
