@@ -26,7 +26,10 @@ if "$PY" -c "import numpy" 2>/dev/null; then
   "$PY" bench/simulate_numpy.py "$OUT/bench_object.npz" "$OUT/bench_probe.npy" "$N" | tee "$OUT/numpy.txt"
   rs=$(awk '/^simulate_s /{print $2}' "$OUT/rust.txt")
   np=$(awk '/^numpy_s /{print $2}' "$OUT/numpy.txt")
-  awk -v r="$rs" -v n="$np" 'BEGIN { printf "speedup_vs_numpy %.1f\n", n / r }'
+  rc=$(awk '/^simulate_cpu_s /{print $2}' "$OUT/rust.txt")
+  nc=$(awk '/^numpy_cpu_s /{print $2}' "$OUT/numpy.txt")
+  awk -v r="$rs" -v n="$np" 'BEGIN { printf "speedup_vs_numpy_wall %.1f\n", n / r }'
+  awk -v r="$rc" -v n="$nc" 'BEGIN { printf "speedup_vs_numpy_cpu %.1f\n", n / r }'
 else
   echo "== numpy: skipped ($PY has no numpy; set STUDYMAKE_PYTHON)"
 fi

@@ -56,14 +56,16 @@ def main():
     obj = np.load(sys.argv[1])["objectGuess"]
     probe = np.load(sys.argv[2])
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 5000
-    best = float("inf")
+    best = best_cpu = float("inf")
     for _ in range(2):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         diff, Y, s = simulate(obj, probe, n)
         best = min(best, time.perf_counter() - t)
+        best_cpu = min(best_cpu, time.process_time() - c)
     ed = (diff.astype(np.float64) ** 2).sum(axis=(1, 2)).mean()
     ey = (np.abs(Y * probe).astype(np.float64) ** 2).sum(axis=(1, 2)).mean()
     print(f"numpy_s {best:.4f}")
+    print(f"numpy_cpu_s {best_cpu:.4f}")
     print(f"numpy_patterns_per_s {n / best:.0f}")
     print(f"numpy_energy_check {ed / ey:.6f}")
     return 0

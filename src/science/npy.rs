@@ -605,6 +605,18 @@ mod tests {
     }
 
     #[test]
+    fn compressed_npz_as_numpy_savez_compressed_writes_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("z.npz");
+        let c = Array2::from_shape_fn((16, 16), |(i, j)| Complex32::new(i as f32, j as f32));
+        let mut w = NpzWriter::new_compressed(std::fs::File::create(&p).unwrap());
+        w.add_array("probeGuess", &c).unwrap();
+        w.finish().unwrap();
+        let mut f = NpzFile::open(&p).unwrap();
+        assert_eq!(read_complex2_npz(&mut f, "probeGuess").unwrap(), c);
+    }
+
+    #[test]
     fn truncated_npz_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.npz");
