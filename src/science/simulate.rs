@@ -14,9 +14,9 @@
 //!   FFT in float32, `lambda` in float64.
 //! * Noise: `counts ~ Poisson(lambda)` drawn pixel by pixel in row-major order of the shifted
 //!   pattern from `ChaCha8Rng::seed_from_u64(seed)` with stream `1 + pattern index` ([`poisson`]:
-//!   inversion below 10, numpy's PTRS above). Saved amplitude
-//!   `diffraction = sqrt(counts) / s`, evaluated as
-//!   `sqrt(f32(counts / s^2))` (float32, within one ulp of the exact value). With noise off, `diffraction = sqrt(lambda) / s`.
+//!   inversion below 10, numpy's PTRS above). Saved amplitude `diffraction = sqrt(counts) / s`,
+//!   evaluated as `sqrt(f32(counts / s^2))` (float32, within one ulp of the exact value). With
+//!   noise off, `diffraction = sqrt(lambda) / s`.
 //! * Every position is simulated independently for every gridsize; gridsize only changes
 //!   `group_index`. Results are bit-identical for any number of rayon threads.
 
