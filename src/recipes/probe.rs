@@ -241,7 +241,7 @@ pub(crate) mod tests {
             assert!((hz.norm() - iz.norm()).abs() <= 1e-6 * iz.norm().max(1e-3));
             if iz.norm() > 0.1 && fz.norm() > 0.0 {
                 let d = (hz.arg() - fz.arg()).rem_euclid(std::f32::consts::TAU);
-                assert!(d < 1e-4 || d > std::f32::consts::TAU - 1e-4);
+                assert!(!(1e-4..=std::f32::consts::TAU - 1e-4).contains(&d));
             }
         }
     }

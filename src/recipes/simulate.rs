@@ -26,13 +26,23 @@ pub fn simulate(job: &JobSpec) -> Result<Params> {
     let pr = probe::load_probe(pp)?;
     let obj = object::load_object(op)?;
     let prm = SimParams::new(n_images, nphotons, seed, gridsize);
-    let d = sim::simulate(&obj, &pr, &prm).map_err(|e| match e {
-        Error::Invalid(m) => Error::Build {
+    // At most `job.threads` threads; the result does not depend on the count.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(job.threads)
+        .build()
+        .map_err(|e| Error::Build {
             target: job.target.clone(),
-            message: format!("{m} (probe {}, object {})", pp.display(), op.display()),
-        },
-        other => other,
-    })?;
+            message: format!("cannot start {} worker threads: {e}", job.threads),
+        })?;
+    let d = pool
+        .install(|| sim::simulate(&obj, &pr, &prm))
+        .map_err(|e| match e {
+            Error::Invalid(m) => Error::Build {
+                target: job.target.clone(),
+                message: format!("{m} (probe {}, object {})", pp.display(), op.display()),
+            },
+            other => other,
+        })?;
     d.save(&job.output)?;
     drop(d);
     let s = DatasetSummary::read(&job.output)?;

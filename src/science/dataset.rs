@@ -354,7 +354,7 @@ mod tests {
         w.add("diffraction", &d.diffraction.mapv(|v| v as f64))
             .unwrap();
         for k in &KEYS[1..14] {
-            w.add(*k, &arr0(0i64)).unwrap();
+            w.add(k, &arr0(0i64)).unwrap();
         }
         w.finish().unwrap();
         let e = Dataset::load(&q).unwrap_err().to_string();

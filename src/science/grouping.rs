@@ -8,6 +8,9 @@
 //!
 //! Because grouping happens after simulation, the gridsize-1 and gridsize-2 datasets of one probe
 //! and seed hold identical patterns and differ only in `group_index`.
+//!
+//! The search is exhaustive, O(n^2) distance evaluations in parallel over seeds (about 25 million
+//! for the study's 5000 patterns, a few tens of milliseconds).
 
 use crate::error::{Error, Result};
 use ndarray::Array2;

@@ -5,6 +5,9 @@
 //! in what the file (or the `.npz` entry) actually holds. A truncated or corrupt file, an absurd
 //! shape, a missing key or a wrong dtype is an [`Error::Data`] naming the file and the key.
 //!
+//! Reading is done here rather than by `ndarray-npy`'s reader so that the size checks happen
+//! before the payload buffer is allocated and errors can name the file and the key.
+//!
 //! Writing uses `ndarray-npy` (`.npy`) and its `NpzWriter` over a `zip` writer whose entries carry
 //! a fixed timestamp (1980-01-01 00:00, the zip epoch) and no compression, so the same arrays give
 //! the same bytes on every run and machine (the engine compares digests).
@@ -285,6 +288,21 @@ fn into_dim<T, D: Dimension>(a: ArrayD<T>, path: &Path, what: &str) -> Result<Ar
             ),
         )
     })
+}
+
+/// Whether the file starts like a zip archive (`.npz`) rather than a `.npy` array.
+pub fn is_zip(path: &Path) -> Result<bool> {
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut magic = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match f.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Ok(got == 4 && &magic == b"PK\x03\x04")
 }
 
 /// Read the header of a `.npy` file (cheap: reads only the header).
@@ -587,6 +605,18 @@ mod tests {
     }
 
     #[test]
+    fn compressed_npz_as_numpy_savez_compressed_writes_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("z.npz");
+        let c = Array2::from_shape_fn((16, 16), |(i, j)| Complex32::new(i as f32, j as f32));
+        let mut w = NpzWriter::new_compressed(std::fs::File::create(&p).unwrap());
+        w.add_array("probeGuess", &c).unwrap();
+        w.finish().unwrap();
+        let mut f = NpzFile::open(&p).unwrap();
+        assert_eq!(read_complex2_npz(&mut f, "probeGuess").unwrap(), c);
+    }
+
+    #[test]
     fn truncated_npz_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.npz");
@@ -603,7 +633,7 @@ mod tests {
 
     fn npy_bytes(header: &str, payload: &[u8]) -> Vec<u8> {
         let mut h = header.to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');

@@ -48,7 +48,7 @@ pub fn bresenham(r0: i64, c0: i64, r1: i64, c1: i64) -> Vec<(i64, i64)> {
 /// The real amplitude `A` of the lines object (section 3 steps 1-4), float64 `S x S`.
 /// `S` must be even and positive.
 pub fn lines_amplitude(size: usize, lines: usize, seed: u64) -> Result<Array2<f64>> {
-    if size == 0 || size % 2 != 0 {
+    if size == 0 || !size.is_multiple_of(2) {
         return Err(Error::Invalid(format!(
             "lines object: object_size must be a positive even number, got {size}"
         )));

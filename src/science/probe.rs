@@ -123,15 +123,10 @@ pub fn aberrated_probe(p: &AberrationParams) -> Result<Array2<Complex32>> {
 }
 
 /// Load a measured probe: `probeGuess` from an `.npz`, or the array of a `.npy` (reference
-/// section 2). It must be 2-D, complex (a real array is refused) and finite; it is cast to
+/// section 2; the format is recognised from the file's first bytes, not its name). It must be 2-D, complex (a real array is refused) and finite; it is cast to
 /// complex64. A missing key lists the keys present. Every error names the file.
 pub fn load_probe(path: &Path) -> Result<Array2<Complex32>> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let p = if ext == "npz" {
+    let p = if npy::is_zip(path)? {
         let mut f = npy::NpzFile::open(path)?;
         npy::read_complex2_npz(&mut f, "probeGuess")?
     } else {
@@ -207,7 +202,7 @@ pub fn probe_model_factor(p: &Array2<Complex32>, probe_scale: f64) -> Result<f64
     }
     let mean = acc / p.len() as f64;
     let f = 1.0 / (probe_scale * mean);
-    if !f.is_finite() || !(probe_scale > 0.0) {
+    if !f.is_finite() || probe_scale.is_nan() || probe_scale <= 0.0 {
         return Err(Error::Invalid(format!(
             "probe normalisation: the probe has no amplitude inside radius {rad} \
              (or probe_scale {probe_scale} is not positive)"
@@ -302,11 +297,11 @@ mod tests {
         let a = default_probe(64);
         let ph = aberrated_probe(&AberrationParams::default()).unwrap();
         let h = hybrid(&a, &ph).unwrap();
-        for (((hz, az), pz), _) in h.iter().zip(&a).zip(&ph).zip(0..) {
+        for ((hz, az), pz) in h.iter().zip(&a).zip(&ph) {
             assert!((hz.norm() - az.norm()).abs() < 1e-6 * az.norm().max(1e-9));
             if az.norm() > 1e-3 && pz.norm() > 1e-3 {
-                let d = (hz.arg() - pz.arg()).rem_euclid(2.0 * std::f32::consts::PI);
-                assert!(d < 1e-4 || d > 2.0 * std::f32::consts::PI - 1e-4);
+                let d = (hz.arg() - pz.arg()).rem_euclid(std::f32::consts::TAU);
+                assert!(!(1e-4..=std::f32::consts::TAU - 1e-4).contains(&d));
             }
         }
         let e = hybrid(&a, &Array2::zeros((32, 32)))
@@ -331,6 +326,10 @@ mod tests {
         w.add("other", &ndarray::arr0(1.0f64)).unwrap();
         w.finish().unwrap();
         assert_eq!(load_probe(&npz_path).unwrap(), p);
+        // The format is recognised by content: store paths need not keep their extension.
+        let noext = dir.path().join("blob");
+        std::fs::copy(&npz_path, &noext).unwrap();
+        assert_eq!(load_probe(&noext).unwrap(), p);
         // Missing key lists the keys present.
         let q = dir.path().join("q.npz");
         let mut w = npy::NpzOut::create(&q, false).unwrap();

@@ -13,9 +13,10 @@
 //! * Far field: `lambda = s^2 |fftshift(F(patch P))|^2 / N^2` (orthonormal DFT, numpy sign),
 //!   FFT in float32, `lambda` in float64.
 //! * Noise: `counts ~ Poisson(lambda)` drawn pixel by pixel in row-major order of the shifted
-//!   pattern from `ChaCha8Rng::seed_from_u64(seed)` with stream `1 + pattern index`, with numpy's
-//!   Poisson algorithms (multiplication method below 10, PTRS above). Saved amplitude
-//!   `diffraction = sqrt(counts) / s` (float32). With noise off, `diffraction = sqrt(lambda) / s`.
+//!   pattern from `ChaCha8Rng::seed_from_u64(seed)` with stream `1 + pattern index` ([`poisson`]:
+//!   inversion below 10, numpy's PTRS above). Saved amplitude `diffraction = sqrt(counts) / s`,
+//!   evaluated as `sqrt(f32(counts / s^2))` (float32, within one ulp of the exact value). With
+//!   noise off, `diffraction = sqrt(lambda) / s`.
 //! * Every position is simulated independently for every gridsize; gridsize only changes
 //!   `group_index`. Results are bit-identical for any number of rayon threads.
 
@@ -133,10 +134,22 @@ pub fn extract_patch_into(
         let (y0, x0) = (y0 as usize, x0 as usize);
         let o = object.as_slice().unwrap_or(&[]);
         for (i, mut row) in out.axis_iter_mut(Axis(0)).enumerate() {
-            let a = &o[(y0 + i) * w + x0..(y0 + i) * w + x0 + pc + 1];
-            let b = &o[(y0 + i + 1) * w + x0..(y0 + i + 1) * w + x0 + pc + 1];
-            for (j, d) in row.iter_mut().enumerate() {
-                *d = a[j] * w00 + a[j + 1] * w01 + b[j] * w10 + b[j + 1] * w11;
+            let a = as_floats(&o[(y0 + i) * w + x0..(y0 + i) * w + x0 + pc + 1]);
+            let b = as_floats(&o[(y0 + i + 1) * w + x0..(y0 + i + 1) * w + x0 + pc + 1]);
+            // On interleaved (re, im) floats: out[k] = w00 a[k] + w01 a[k+2] + w10 b[k] + w11 b[k+2],
+            // the same arithmetic as per complex value, in a form the compiler vectorises.
+            let lerp = |k: usize| w00 * a[k] + w01 * a[k + 2] + w10 * b[k] + w11 * b[k + 2];
+            match row.as_slice_mut() {
+                Some(r) => {
+                    for (j, d) in r.iter_mut().enumerate() {
+                        *d = Complex32::new(lerp(2 * j), lerp(2 * j + 1));
+                    }
+                }
+                None => {
+                    for (j, d) in row.iter_mut().enumerate() {
+                        *d = Complex32::new(lerp(2 * j), lerp(2 * j + 1));
+                    }
+                }
             }
         }
     } else {
@@ -155,6 +168,29 @@ pub fn extract_patch_into(
                 + get(r + 1.0, c + 1.0) * w11;
         }
     }
+}
+
+/// Translate an image by `(dx, dy)` (columns, rows) with bilinear interpolation and zero fill:
+/// `out[r, c] = bilinear(img, r - dy, c - dx)` (PtychoPINN's `translate`, reference section 4
+/// step 4). Positive `dx` moves content to the right. Same shape as `img`.
+pub fn translate(img: &ArrayView2<Complex32>, dx: f64, dy: f64) -> Array2<Complex32> {
+    let (h, w) = img.dim();
+    let mut out = Array2::zeros((h, w));
+    // The same arithmetic as a patch of the image's size centred at (w/2 - dx, h/2 - dy).
+    extract_patch_into(
+        img,
+        (w / 2) as f64 - dx,
+        (h / 2) as f64 - dy,
+        out.view_mut(),
+    );
+    out
+}
+
+/// View complex64 values as interleaved (re, im) float32 pairs.
+fn as_floats(z: &[Complex32]) -> &[f32] {
+    // SAFETY: num_complex::Complex<T> is #[repr(C)] { re: T, im: T }, so a slice of n Complex32
+    // is 2n contiguous, aligned f32 values; the lifetime is tied to `z`.
+    unsafe { std::slice::from_raw_parts(z.as_ptr() as *const f32, z.len() * 2) }
 }
 
 /// [`extract_patch_into`] returning a new `n x n` patch.
@@ -194,7 +230,7 @@ pub fn loggam(x: f64) -> f64 {
         -5.952380952380952e-04,
         8.417508417508418e-04,
         -1.917526917526918e-03,
-        6.410256410256410e-03,
+        6.41025641025641e-03,
         -2.955065359477124e-02,
         1.796443723688307e-01,
         -1.39243221690590e+00,
@@ -220,47 +256,65 @@ pub fn loggam(x: f64) -> f64 {
     gl
 }
 
-/// One Poisson(lambda) draw, numpy's algorithms: multiplication for lambda < 10, Hörmann's PTRS
-/// transformed rejection otherwise. Exact (not an approximation) for every lambda; 0 for
-/// lambda <= 0 or NaN.
+/// One Poisson(lambda) draw: inversion by sequential search (one uniform) for lambda < 10,
+/// Hörmann's PTRS transformed rejection (numpy's algorithm) otherwise. Exact up to float64
+/// rounding for every lambda (not a normal approximation); 0 for lambda <= 0 or NaN.
 pub fn poisson<R: Rng + ?Sized>(rng: &mut R, lam: f64) -> f64 {
-    if !(lam > 0.0) {
+    if lam.is_nan() || lam <= 0.0 {
         return 0.0;
     }
     if lam < 10.0 {
-        let enlam = (-lam).exp();
+        // Inversion by sequential search: one uniform, the CDF summed term by term.
+        let mut p = (-lam).exp();
+        let mut f = p;
+        let u = rng.random::<f64>();
         let mut x = 0.0;
-        let mut prod = 1.0;
-        loop {
-            prod *= rng.random::<f64>();
-            if prod > enlam {
-                x += 1.0;
-            } else {
-                return x;
-            }
+        while u > f && p > 0.0 {
+            x += 1.0;
+            p *= lam / x;
+            f += p;
         }
+        return x;
     }
     let slam = lam.sqrt();
     let b = 0.931 + 2.53 * slam;
     let a = -0.059 + 0.02483 * b;
     let vr = 0.9277 - 3.6224 / (b - 2.0);
+    // Per-lambda constants of the slow path, computed on first use.
+    let mut slow: Option<(f64, f64)> = None;
     loop {
         let u = rng.random::<f64>() - 0.5;
         let v = rng.random::<f64>();
         let us = 0.5 - u.abs();
-        let k = ((2.0 * a / us + b) * u + lam + 0.43).floor();
+        let k = floor((2.0 * a / us + b) * u + lam + 0.43);
         if us >= 0.07 && v <= vr {
             return k;
         }
         if k < 0.0 || (us < 0.013 && v > us) {
             continue;
         }
-        let loglam = lam.ln();
-        let invalpha = 1.1239 + 1.1328 / (b - 3.4);
-        if v.ln() + invalpha.ln() - (a / (us * us) + b).ln() <= -lam + k * loglam - loggam(k + 1.0)
-        {
+        let (loglam, invalpha) =
+            *slow.get_or_insert_with(|| (lam.ln(), 1.1239 + 1.1328 / (b - 3.4)));
+        // numpy: log(V) + log(invalpha) - log(a/us^2 + b) <= -lam + k log(lam) - loggam(k+1),
+        // with the three logarithms on the left folded into one.
+        if (v * invalpha / (a / (us * us) + b)).ln() <= -lam + k * loglam - loggam(k + 1.0) {
             return k;
         }
+    }
+}
+
+/// `x.floor()` without a libm call (the default x86-64 target has no rounding instruction);
+/// exact for |x| < 2^63, and passes infinities and NaN to `f64::floor`.
+fn floor(x: f64) -> f64 {
+    if x.abs() < 9.0e18 {
+        let t = x as i64 as f64;
+        if t > x {
+            t - 1.0
+        } else {
+            t
+        }
+    } else {
+        x.floor()
     }
 }
 
@@ -365,6 +419,7 @@ pub fn simulate(
     let probe_s = probe.as_standard_layout();
     let probe_flat = probe_s.as_slice().unwrap_or(&[]);
     let lam_scale = s * s / (n * n) as f64;
+    let inv_s2 = 1.0 / (s * s);
     let mut diffraction = Array3::<f32>::zeros((count, n, n));
     diffraction
         .axis_iter_mut(Axis(0))
@@ -381,12 +436,18 @@ pub fn simulate(
                     plan.forward_with_scratch(view, scratch);
                 }
                 let mut rng = pattern_rng(p.seed, k);
-                let half = n / 2;
-                for ((i, j), o) in out.indexed_iter_mut() {
-                    let z = buf[((i + n - half) % n) * n + (j + n - half) % n];
-                    let lam = z.norm_sqr() as f64 * lam_scale;
-                    let counts = if p.noise { poisson(&mut rng, lam) } else { lam };
-                    *o = (counts.sqrt() / s) as f32;
+                // fftshift: output (i, j) takes buf[(i + shift) % n, (j + shift) % n].
+                let shift = n - n / 2;
+                for (i, mut orow) in out.axis_iter_mut(Axis(0)).enumerate() {
+                    let r = (i + shift) % n;
+                    let src = &buf[r * n..(r + 1) * n];
+                    let src = src[shift % n..].iter().chain(&src[..shift % n]);
+                    for (o, z) in orow.iter_mut().zip(src) {
+                        let lam = z.norm_sqr() as f64 * lam_scale;
+                        let counts = if p.noise { poisson(&mut rng, lam) } else { lam };
+                        // sqrt(counts) / s, as sqrt(counts / s^2) in float32 (within 1 ulp).
+                        *o = ((counts * inv_s2) as f32).sqrt();
+                    }
                 }
             },
         );
@@ -462,6 +523,29 @@ mod tests {
     }
 
     #[test]
+    fn patch_is_the_top_left_of_the_translated_padded_object() {
+        // Section 4 step 4 literally: pad by N/2, translate by (-x, -y), take the top-left N x N.
+        let o = small_object(20, 24);
+        let n = 8;
+        let mut padded = Array2::<Complex32>::zeros((20 + n, 24 + n));
+        padded
+            .slice_mut(ndarray::s![n / 2..n / 2 + 20, n / 2..n / 2 + 24])
+            .assign(&o);
+        for &(x, y) in &[(4.0, 4.0), (10.37, 7.81), (19.5, 15.25), (0.2, 0.9)] {
+            let t = translate(&padded.view(), -x, -y);
+            let want = t.slice(ndarray::s![..n, ..n]);
+            let got = extract_patch(&o.view(), x, y, n);
+            for (g, w) in got.iter().zip(want.iter()) {
+                assert!((g - w).norm() < 1e-5, "({x}, {y}): {g} vs {w}");
+            }
+        }
+        // Integer translation shifts content, filling with zeros.
+        let t = translate(&o.view(), 2.0, 1.0);
+        assert_eq!(t[[1 + 3, 2 + 5]], o[[3, 5]]);
+        assert_eq!(t[[0, 0]], Complex32::new(0.0, 0.0));
+    }
+
+    #[test]
     fn noise_free_simulation_equals_the_naive_dft() {
         let o = small_object(24, 24);
         let pr = probe::aberrated_probe(&probe::AberrationParams {
@@ -528,8 +612,22 @@ mod tests {
         // Small lambda: the frequency of 0 matches exp(-lam).
         let lam = 1.5;
         let zeros = (0..n).filter(|_| poisson(&mut rng, lam) == 0.0).count() as f64 / n as f64;
-        assert!((zeros - (-lam as f64).exp()).abs() < 0.005);
+        assert!((zeros - (-lam).exp()).abs() < 0.005);
         assert_eq!(poisson(&mut rng, 0.0), 0.0);
+        for x in [
+            -2.5,
+            -2.0,
+            -0.1,
+            0.0,
+            0.3,
+            1.0,
+            7.9999,
+            1e17,
+            -1e300,
+            f64::INFINITY,
+        ] {
+            assert_eq!(floor(x), x.floor(), "{x}");
+        }
         assert!((loggam(10.0) - 362880f64.ln()).abs() < 1e-10);
         assert!((loggam(3.5) - 1.2009736023470743).abs() < 1e-10);
     }

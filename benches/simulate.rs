@@ -1,0 +1,108 @@
+//! Benchmark of the simulation (run with `bench/simulate.sh`): 5000 patterns, N = 64, a 224 x 224
+//! lines object, against the same count of 64 x 64 complex FFTs alone (rustfft through
+//! `science::fft::Fft2`), on the same rayon pool. Also times saving the dataset.
+//!
+//! Usage: `cargo bench --bench simulate -- [N_PATTERNS] [OUT_DIR]`. Prints one `key value` line per
+//! figure so that `bench/simulate.sh` can collect them.
+
+use ndarray::{Array3, ArrayViewMut2, Axis};
+use num_complex::Complex32;
+use rayon::prelude::*;
+use std::time::Instant;
+use studymake::science::fft::Fft2;
+use studymake::science::simulate::{simulate, SimParams};
+use studymake::science::{object, probe};
+
+/// CPU seconds used by this process so far (all threads): robust on a shared, loaded machine.
+fn cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Best wall time and best CPU time over `reps` runs, and the last result.
+fn best_of<T>(reps: usize, mut f: impl FnMut() -> T) -> (f64, f64, T) {
+    let (mut wall, mut cpu) = (f64::INFINITY, f64::INFINITY);
+    let mut last = None;
+    for _ in 0..reps {
+        let (t, c) = (Instant::now(), cpu_seconds());
+        let v = f();
+        wall = wall.min(t.elapsed().as_secs_f64());
+        cpu = cpu.min(cpu_seconds() - c);
+        last = Some(v);
+    }
+    (wall, cpu, last.expect("reps >= 1"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(5000);
+    let out_dir = args
+        .get(1)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let reps: usize = std::env::var("BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let threads = rayon::current_num_threads();
+    println!("patterns {n}");
+    println!("threads {threads}");
+
+    let obj = object::lines_object(224, 400, 0.1, 1).expect("object");
+    let pr = probe::default_probe(64);
+    // The inputs, for bench/simulate_numpy.py to use the same object and probe.
+    object::save_object(&out_dir.join("bench_object.npz"), &obj, 1).expect("save object");
+    probe::save_probe(&out_dir.join("bench_probe.npy"), &pr).expect("save probe");
+
+    // (a) FFTs alone: the same count of 64x64 complex forward transforms, in parallel.
+    let plan = Fft2::<f32>::new(64, 64);
+    let mut data = Array3::<Complex32>::from_shape_fn((n, 64, 64), |(k, i, j)| {
+        Complex32::new(((k + i * 7 + j) % 13) as f32, (i as f32) * 0.01)
+    });
+    let (t_fft, c_fft, _) = best_of(reps, || {
+        data.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .for_each_init(Vec::new, |scratch, mut a| {
+                let v: ArrayViewMut2<Complex32> = a.view_mut();
+                plan.forward_with_scratch(v, scratch);
+            });
+    });
+    println!("fft_only_s {t_fft:.4}");
+    println!("fft_only_cpu_s {c_fft:.4}");
+    println!("fft_only_patterns_per_s {:.0}", n as f64 / t_fft);
+
+    // Simulation with and without noise.
+    let prm = SimParams::new(n, 1e9, 42, 1);
+    let (t_sim, c_sim, d) = best_of(reps, || simulate(&obj, &pr, &prm).expect("simulate"));
+    println!("simulate_s {t_sim:.4}");
+    println!("simulate_cpu_s {c_sim:.4}");
+    println!("simulate_over_fft_cpu {:.2}", c_sim / c_fft);
+    println!("simulate_patterns_per_s {:.0}", n as f64 / t_sim);
+    println!("simulate_over_fft {:.2}", t_sim / t_fft);
+    let mut quiet = prm.clone();
+    quiet.noise = false;
+    let (t_quiet, c_quiet, _) = best_of(reps, || simulate(&obj, &pr, &quiet).expect("simulate"));
+    println!("simulate_noise_free_s {t_quiet:.4}");
+    println!("simulate_noise_free_over_fft {:.2}", t_quiet / t_fft);
+    println!("simulate_noise_free_over_fft_cpu {:.2}", c_quiet / c_fft);
+
+    // Including saving the dataset.
+    let path = out_dir.join("bench_simulate.npz");
+    let (t_save, _, _) = best_of(reps, || d.save(&path).expect("save"));
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_file(&path);
+    println!("save_s {t_save:.4}");
+    println!("simulate_plus_save_s {:.4}", t_sim + t_save);
+    println!("dataset_bytes {bytes}");
+    // A checksum so the work is not optimised away and runs can be compared.
+    let sum: f64 = d.diffraction.iter().map(|v| *v as f64).sum();
+    println!("checksum {sum:.6e}");
+}
