@@ -170,6 +170,13 @@ fn check_config(cfg: &TrainConfig) -> Result<()> {
     Ok(())
 }
 
+/// Training and validation group counts for `m` groups: Keras' `validation_split = 0.05`
+/// (`floor(0.95 m)` training groups, at least one; the rest, the last ones, validate).
+pub fn split_sizes(m: usize) -> (usize, usize) {
+    let n_train = (((m as f64) * 0.95).floor() as usize).max(1).min(m);
+    (n_train, m - n_train)
+}
+
 /// Mean loss over some groups, in batches, weighted by batch size.
 pub fn mean_loss(model: &Pinn, groups: &Groups, ids: &[usize], batch: usize) -> Result<f64> {
     let mut acc = 0.0;
@@ -214,8 +221,7 @@ pub fn train(
         )));
     }
     let m = groups.len();
-    let n_train = ((m as f64) * 0.95).floor() as usize;
-    let n_train = n_train.max(1).min(m);
+    let (n_train, _) = split_sizes(m);
     let train_ids: Vec<usize> = (0..n_train).collect();
     let val_ids: Vec<usize> = (n_train..m).collect();
     let mut opt = AdamW::new(
