@@ -20,6 +20,16 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+        t(u.ru_utime) + t(u.ru_stime)
+    }
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -68,6 +78,7 @@ fn main() {
     )
     .expect("adam");
     let (mut t_ops, mut t_fwd, mut t_bwd, mut t_opt) = (0.0, 0.0, 0.0, 0.0);
+    let mut cpu0 = 0.0;
     // one warm-up step
     for it in 0..=batches {
         let t0 = Instant::now();
@@ -84,7 +95,9 @@ fn main() {
         let t3 = Instant::now();
         opt.step(&grads).expect("step");
         let t4 = Instant::now();
-        if it > 0 {
+        if it == 0 {
+            cpu0 = cpu_seconds();
+        } else {
             t_ops += (t1 - t0).as_secs_f64();
             t_fwd += (t2 - t1).as_secs_f64();
             t_bwd += (t3 - t2).as_secs_f64();
@@ -92,10 +105,11 @@ fn main() {
         }
     }
     let total = t_ops + t_fwd + t_bwd + t_opt;
+    let cpu = cpu_seconds() - cpu0;
     println!(
         "gridsize {gridsize} n_filters_scale {f} batch {b} N {n} threads {}: {:.1} groups/s \
          ({:.1} patterns/s); per batch: ops {:.1} ms, forward {:.1} ms, backward {:.1} ms, \
-         adam {:.1} ms; peak RSS {:.0} MiB",
+         adam {:.1} ms; CPU time {:.2} s per batch; peak RSS {:.0} MiB",
         candle_core::utils::get_num_threads(),
         (batches * b) as f64 / total,
         (batches * b * c) as f64 / total,
@@ -103,6 +117,7 @@ fn main() {
         1e3 * t_fwd / batches as f64,
         1e3 * t_bwd / batches as f64,
         1e3 * t_opt / batches as f64,
+        cpu / batches as f64,
         peak_rss_mib()
     );
 }

@@ -7,6 +7,30 @@
 //! * [`pinn`]: the model, the Poisson loss and training.
 //! * [`artifact`]: the saved model directory.
 //!
+//! Simplifications (reference 7.6), stated once: `probe_big` False (the decoders emit the
+//! central `N/2 x N/2` of each patch; the canvas border stays zero), the amplitude head has C
+//! channels (as at PtychoPINN HEAD), each decoder head is one 3x3 conv on all `32f` channels of
+//! the last decoder block, max pooling sends the gradient to the first maximum of each window.
+//!
+//! Cost (measured with `bench/train.sh`, N = 64, batch 16, 2 threads, on a 2-core machine that
+//! other jobs were loading to a load average of about 9, so wall-clock figures are pessimistic
+//! and CPU time is the better guide): one training step costs about 1.1 CPU-seconds per batch
+//! for gridsize 1 and 1.2 for gridsize 2 at `n_filters_scale` 1, 2.6 and 3.0 at 2; peak RSS
+//! 0.8-0.9 GiB at scale 1 and 1.6-1.7 GiB at scale 2. About 40% of the time is candle's matmul,
+//! the rest its single-threaded element-wise passes (backprop's zero-initialised gradient
+//! accumulators, ReLU, bias) over the 64 x 64 x 32f activations.
+//!
+//! Profiles (at `n_filters_scale` 1; estimates from the CPU time above for an otherwise idle
+//! 2-core machine, about 0.6 s per batch of 16 groups):
+//! * quick: 512 patterns, 5 epochs: about 31 batches per epoch, 20 s per epoch, under 2 minutes
+//!   per condition (about 7 minutes for the four models). The loss falls visibly in the first
+//!   epoch.
+//! * default: 1024 patterns, 15 epochs: about 40 s per epoch, 10 minutes per model, 40 minutes
+//!   for the 2x2 study.
+//! * reference size (5000 images, 50 epochs, `n_filters_scale` 2): about 300 batches x 1.4 s x 50
+//!   = 6 hours per model on 2 cores; this is GPU work. The code runs on candle's CPU device only
+//!   (no `cuda` feature is declared: the tensors are created on `Device::Cpu` throughout).
+//!
 //! Reproducibility: weights, shuffling and the validation split follow the seed only, so two
 //! trainings with the same seed on the same machine and thread count give identical weights
 //! (tested). Across thread counts or CPUs the matrix products may sum in another order (gemm's
