@@ -193,6 +193,10 @@ mod tests {
         let (model, groups, hist) =
             train(&data, &cfg(1, 3, 3), &mut |l| lines.push(l.to_string())).unwrap();
         assert_eq!(lines.len(), hist.epochs.len());
+        // Gridsize 1: every offset is zero and every centroid is the scan position.
+        assert!(groups.shifts.iter().flatten().all(|&d| d == (0.0, 0.0)));
+        assert_eq!(groups.centroids.column(0), data.xcoords);
+        assert_eq!(groups.centroids.column(1), data.ycoords);
         let ids: Vec<usize> = (0..groups.len()).collect();
         let val = &ids[groups.len() - hist.val_groups..];
         let floor = optimum(&groups, model.intensity_scale, val);
