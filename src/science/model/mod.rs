@@ -13,12 +13,14 @@
 //! the last decoder block, max pooling sends the gradient to the first maximum of each window.
 //!
 //! Cost (measured with `bench/train.sh`, N = 64, batch 16, 2 threads, on a 2-core machine that
-//! other jobs were loading to a load average of about 9, so wall-clock figures are pessimistic
-//! and CPU time is the better guide): one training step costs about 1.1 CPU-seconds per batch
-//! for gridsize 1 and 1.2 for gridsize 2 at `n_filters_scale` 1, 2.6 and 3.0 at 2; peak RSS
-//! 0.8-0.9 GiB at scale 1 and 1.6-1.7 GiB at scale 2. About 40% of the time is candle's matmul,
-//! the rest its single-threaded element-wise passes (backprop's zero-initialised gradient
-//! accumulators, ReLU, bias) over the 64 x 64 x 32f activations.
+//! other jobs were loading to a load average of about 8-9, so wall-clock figures are pessimistic
+//! and CPU time is the better guide): one training step (forward, backward, Adam) costs 0.93
+//! CPU-seconds per batch for gridsize 1 and 1.11 for gridsize 2 at `n_filters_scale` 1, 2.40 and
+//! 2.78 at 2; wall clock under that load 8.8 / 7.1 / 3.8 / 3.2 groups per second; peak RSS
+//! 0.8-0.9 GiB at scale 1 and 1.6-1.7 GiB at scale 2. On two idle cores that bounds the
+//! throughput between 17 and 34 groups/s (gridsize 1, scale 1). About 35-40% of the time is
+//! candle's matmul, the rest its single-threaded element-wise passes (backprop's zero-initialised
+//! gradient accumulators, ReLU, bias) over the 64 x 64 x 32f activations and 9x im2col buffers.
 //!
 //! Profiles (at `n_filters_scale` 1; estimates from the CPU time above for an otherwise idle
 //! 2-core machine, about 0.6 s per batch of 16 groups):
