@@ -1,0 +1,123 @@
+//! Training throughput of the PINN (forward + backward + Adam step) at N = 64, batch 16.
+//! Usage: `cargo bench --bench train -- [gridsize] [n_filters_scale] [batches]`; prints
+//! groups/second, a per-stage breakdown and the process's peak resident memory.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use ndarray::Array2;
+use num_complex::Complex32;
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+use studymake::science::model::Pinn;
+
+fn peak_rss_mib() -> f64 {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+        t(u.ru_utime) + t(u.ru_stime)
+    }
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let gridsize = args.first().copied().unwrap_or(1);
+    let f = args.get(1).copied().unwrap_or(1);
+    let batches = args.get(2).copied().unwrap_or(10);
+    if std::env::var_os("NO_TUNE").is_none() {
+        studymake::science::model::tune_allocator();
+    }
+    let (n, b) = (64usize, 16usize);
+    let c = gridsize * gridsize;
+    let probe = Array2::from_shape_fn((n, n), |(i, j)| {
+        let r = ((i as f64 - 31.5).powi(2) + (j as f64 - 31.5).powi(2)).sqrt();
+        Complex32::new((0.5 * (1.0 - (r - 11.0).tanh())) as f32, 0.0)
+    });
+    let model = Pinn::new(&probe, gridsize, f, 1e9, 0).expect("model");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let x: Vec<f32> = (0..b * n * n * c)
+        .map(|_| rng.random_range(0.0..2.0))
+        .collect();
+    let x = Tensor::from_vec(x, (b, n, n, c), &Device::Cpu).expect("x");
+    let shifts: Vec<Vec<(f64, f64)>> = (0..b)
+        .map(|_| {
+            (0..c)
+                .map(|_| {
+                    if gridsize == 1 {
+                        (0.0, 0.0)
+                    } else {
+                        (rng.random_range(-3.0..3.0), rng.random_range(-3.0..3.0))
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let mut opt = AdamW::new(
+        model.vars(),
+        ParamsAdamW {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+            weight_decay: 0.0,
+        },
+    )
+    .expect("adam");
+    let (mut t_ops, mut t_fwd, mut t_bwd, mut t_opt) = (0.0, 0.0, 0.0, 0.0);
+    let mut cpu0 = 0.0;
+    // one warm-up step
+    for it in 0..=batches {
+        let t0 = Instant::now();
+        let ops = model
+            .physics
+            .geom
+            .batch_ops(&shifts, DType::F32)
+            .expect("ops");
+        let t1 = Instant::now();
+        let loss = model.loss(&x, &ops).expect("loss");
+        let _ = loss.to_scalar::<f32>();
+        let t2 = Instant::now();
+        let grads = loss.backward().expect("backward");
+        let t3 = Instant::now();
+        opt.step(&grads).expect("step");
+        let t4 = Instant::now();
+        if it == 0 {
+            cpu0 = cpu_seconds();
+        } else {
+            t_ops += (t1 - t0).as_secs_f64();
+            t_fwd += (t2 - t1).as_secs_f64();
+            t_bwd += (t3 - t2).as_secs_f64();
+            t_opt += (t4 - t3).as_secs_f64();
+        }
+    }
+    let total = t_ops + t_fwd + t_bwd + t_opt;
+    let cpu = cpu_seconds() - cpu0;
+    println!(
+        "gridsize {gridsize} n_filters_scale {f} batch {b} N {n} threads {}: {:.1} groups/s \
+         ({:.1} patterns/s); per batch: ops {:.1} ms, forward {:.1} ms, backward {:.1} ms, \
+         adam {:.1} ms; CPU time {:.2} s per batch; peak RSS {:.0} MiB",
+        candle_core::utils::get_num_threads(),
+        (batches * b) as f64 / total,
+        (batches * b * c) as f64 / total,
+        1e3 * t_ops / batches as f64,
+        1e3 * t_fwd / batches as f64,
+        1e3 * t_bwd / batches as f64,
+        1e3 * t_opt / batches as f64,
+        cpu / batches as f64,
+        peak_rss_mib()
+    );
+}
