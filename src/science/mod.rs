@@ -3,4 +3,6 @@
 
 pub mod dataset;
 pub mod fft;
+pub mod metrics;
 pub mod model;
+pub mod registration;
