@@ -1,8 +1,10 @@
 //! The science: numeric libraries for probes, objects, simulation, the network and evaluation.
 //! Each is usable on its own (no engine, no files unless asked) and deterministic for its seed.
 
+pub mod baseline;
 pub mod dataset;
 pub mod fft;
 pub mod metrics;
 pub mod model;
 pub mod registration;
+pub mod stitch;
