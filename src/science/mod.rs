@@ -3,7 +3,9 @@
 
 pub mod baseline;
 pub mod dataset;
+pub mod evaluation;
 pub mod fft;
+pub mod figure;
 pub mod metrics;
 pub mod model;
 pub mod registration;
