@@ -2,6 +2,7 @@
 //! Each is usable on its own (no engine, no files unless asked) and deterministic for its seed.
 
 pub mod baseline;
+pub mod compare;
 pub mod dataset;
 pub mod evaluation;
 pub mod fft;
