@@ -60,12 +60,14 @@ pub fn evaluate(job: &JobSpec) -> Result<Params> {
     let data_g = facts.get("dataset.gridsize").and_then(Value::as_i64);
     let gridsize = match (model_g, data_g) {
         (Some(m), Some(d)) if m == d => m,
-        _ => return Err(Error::Build {
-            target: job.target.clone(),
-            message: format!(
+        _ => {
+            return Err(Error::Build {
+                target: job.target.clone(),
+                message: format!(
                 "metrics.json records model gridsize {model_g:?} and dataset gridsize {data_g:?}"
             ),
-        }),
+            })
+        }
     };
     let mut used = Params::new();
     used.insert("gridsize".into(), Value::Int(gridsize));

@@ -7,7 +7,7 @@
 //! [`crate::science::metrics::image_metrics`] (which trim another 2 px).
 
 use crate::error::{Error, Result};
-use crate::science::evaluation::{f6, metrics_json, register_and_crop, PSNR_NOTE};
+use crate::science::evaluation::{f6, metrics_json, register_and_crop, Aligned, PSNR_NOTE};
 use crate::science::metrics::{center_crop, image_metrics, ImageMetrics};
 use ndarray::Array2;
 use ndarray_npy::{NpzReader, ReadNpyExt};
@@ -122,19 +122,20 @@ pub fn load_complex_image(
     }
 }
 
-/// Compare two in-memory images with the evaluation pipeline (see the module doc).
+/// Compare two in-memory images with the evaluation pipeline (see the module doc); returns the
+/// registered, cropped pair and its metrics.
 pub fn compare_images(
     recon: &Array2<Complex64>,
     gt: &Array2<Complex64>,
     register: bool,
-) -> Result<(Option<(f64, f64)>, (usize, usize), ImageMetrics)> {
+) -> Result<(Aligned, ImageMetrics)> {
     let th = recon.nrows().min(gt.nrows());
     let tw = recon.ncols().min(gt.ncols());
     let r = center_crop(recon, th, tw);
     let g = center_crop(gt, th, tw);
     let aligned = register_and_crop(&r, &g, register)?;
     let metrics = image_metrics(&aligned.recon, &aligned.gt)?;
-    Ok((aligned.offset, aligned.gt.dim(), metrics))
+    Ok((aligned, metrics))
 }
 
 /// Compare the complex image in `recon` with the one in `ground_truth` (each `.npy`, or `.npz`
@@ -148,7 +149,7 @@ pub fn compare(
 ) -> Result<ComparisonReport> {
     let (r, rk) = load_complex_image(recon, key)?;
     let (g, gk) = load_complex_image(ground_truth, key)?;
-    let (offset, compared_shape, metrics) = compare_images(&r, &g, register).map_err(|e| {
+    let (aligned, metrics) = compare_images(&r, &g, register).map_err(|e| {
         Error::Invalid(format!(
             "comparing {} with {}: {e}",
             recon.display(),
@@ -162,8 +163,8 @@ pub fn compare(
         ground_truth_key: gk,
         reconstruction_shape: r.dim(),
         ground_truth_shape: g.dim(),
-        compared_shape,
-        offset,
+        compared_shape: aligned.gt.dim(),
+        offset: aligned.offset,
         metrics,
     })
 }
@@ -304,9 +305,9 @@ mod tests {
     #[test]
     fn identical_images_compare_perfectly() {
         let a = image(40, 40);
-        let (off, shape, m) = compare_images(&a, &a, true).unwrap();
-        assert_eq!(off, Some((0.0, 0.0)));
-        assert_eq!(shape, (36, 36));
+        let (al, m) = compare_images(&a, &a, true).unwrap();
+        assert_eq!(al.offset, Some((0.0, 0.0)));
+        assert_eq!(al.gt.dim(), (36, 36));
         assert!(m.amplitude.mae < 1e-12);
         assert!((m.phase.ssim - 1.0).abs() < 1e-12);
     }
