@@ -13,6 +13,9 @@ use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
 
+/// Where a line chart puts its legend.
+pub use plotters::chart::SeriesLabelPosition as LegendPosition;
+
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
 static REGISTER: Once = Once::new();
 
@@ -169,8 +172,8 @@ pub fn comparison_figure(
 }
 
 /// One line of a line chart.
-pub struct Series<'a> {
-    pub label: &'a str,
+pub struct Series {
+    pub label: String,
     pub points: Vec<(f64, f64)>,
     /// Dashed lines are drawn as points every other sample (e.g. validation curves).
     pub dashed: bool,
@@ -187,17 +190,31 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
+/// Titles and options of a line chart.
+pub struct ChartSpec<'a> {
+    pub title: &'a str,
+    pub xlabel: &'a str,
+    pub ylabel: &'a str,
+    pub legend: LegendPosition,
+    /// Plot log10 of positive values.
+    pub log_y: bool,
+}
+
 /// A line chart of `series` (pairs of lines may share a colour: `colour_of[k]` picks the palette
-/// entry of series k), with axis labels and a legend. `log_y` plots log10 of positive values.
+/// entry of series k), with axis labels and a legend.
 pub fn line_chart(
     path: &Path,
-    title: &str,
-    xlabel: &str,
-    ylabel: &str,
+    spec: &ChartSpec,
     series: &[Series],
     colour_of: &[usize],
-    log_y: bool,
 ) -> Result<()> {
+    let (title, xlabel, ylabel, legend, log_y) = (
+        spec.title,
+        spec.xlabel,
+        spec.ylabel,
+        spec.legend.clone(),
+        spec.log_y,
+    );
     register_fonts();
     let tr = |v: f64| if log_y { v.max(1e-300).log10() } else { v };
     let pts = || {
@@ -277,7 +294,7 @@ pub fn line_chart(
                         .draw_series(LineSeries::new(seg, style))
                         .map_err(|e| draw_err(path, e))?;
                     if first {
-                        a.label(s.label).legend(move |(x, y)| {
+                        a.label(s.label.as_str()).legend(move |(x, y)| {
                             PathElement::new(vec![(x, y), (x + 8, y)], style)
                         });
                         first = false;
@@ -288,7 +305,7 @@ pub fn line_chart(
                 chart
                     .draw_series(LineSeries::new(data.clone(), style))
                     .map_err(|e| draw_err(path, e))?
-                    .label(s.label)
+                    .label(s.label.as_str())
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
                 true
             };
@@ -299,7 +316,7 @@ pub fn line_chart(
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font(("sans-serif", 12))
-            .position(SeriesLabelPosition::UpperRight)
+            .position(legend)
             .draw()
             .map_err(|e| draw_err(path, e))?;
         root.present().map_err(|e| draw_err(path, e))?;
@@ -326,18 +343,21 @@ mod tests {
         assert_eq!(&ba[1..4], b"PNG");
         assert_eq!(ba, bb);
         let s = [Series {
-            label: "train",
+            label: "train".into(),
             points: (1..20).map(|e| (e as f64, 1.0 / e as f64)).collect(),
             dashed: false,
         }];
         line_chart(
             &d.path().join("c.png"),
-            "loss",
-            "epoch",
-            "loss",
+            &ChartSpec {
+                title: "loss",
+                xlabel: "epoch",
+                ylabel: "loss",
+                legend: LegendPosition::UpperRight,
+                log_y: true,
+            },
             &s,
             &[0],
-            true,
         )
         .unwrap();
     }
