@@ -96,22 +96,30 @@ pub fn epie(
     let measured: Vec<Array2<f64>> = (0..n)
         .map(|k| ifftshift(&diffraction.slice(s![k, .., ..]).mapv(|v| v as f64)))
         .collect();
+    let pmaxes: Vec<f64> = probes
+        .iter()
+        .map(|p| p.iter().fold(0.0f64, |m, z| m.max(z.norm_sqr())))
+        .collect();
     let mut scratch = Vec::new();
     let mut psi = Array2::<Complex64>::zeros((big_n, big_n));
+    let mut exit = Array2::<Complex64>::zeros((big_n, big_n));
     for _ in 0..opts.iterations {
         for k in 0..n {
             let (r0, c0) = origins[k];
             let p = &probes[k];
-            let pmax = p.iter().fold(0.0f64, |m, z| m.max(z.norm_sqr()));
+            let pmax = pmaxes[k];
             if pmax == 0.0 {
                 continue;
             }
             let mut win = obj.slice_mut(s![r0..r0 + big_n, c0..c0 + big_n]);
             ndarray::Zip::from(&mut psi)
+                .and(&mut exit)
                 .and(&win)
                 .and(p)
-                .for_each(|e, o, pr| *e = o * pr);
-            let exit = psi.clone();
+                .for_each(|e, x, o, pr| {
+                    *e = o * pr;
+                    *x = *e;
+                });
             plan.forward_with_scratch(psi.view_mut(), &mut scratch);
             ndarray::Zip::from(&mut psi)
                 .and(&measured[k])

@@ -133,7 +133,7 @@ pub fn compare_images(
     let tw = recon.ncols().min(gt.ncols());
     let r = center_crop(recon, th, tw);
     let g = center_crop(gt, th, tw);
-    let aligned = register_and_crop(&r, &g, register)?;
+    let aligned = register_and_crop(&r, &g, register, None)?;
     let metrics = image_metrics(&aligned.recon, &aligned.gt)?;
     Ok((aligned, metrics))
 }

@@ -125,15 +125,27 @@ pub fn center_crop(a: &Array2<Complex64>, th: usize, tw: usize) -> Array2<Comple
     crate::science::metrics::center_crop(a, th, tw)
 }
 
+/// The result of [`align_for_evaluation`].
+#[derive(Clone, Debug)]
+pub struct AlignedCrops {
+    pub recon: Array2<Complex64>,
+    pub gt: Array2<Complex64>,
+    /// The shift `(dy, dx)` that the geometry says registration should find for a
+    /// reconstruction stitched by [`stitch`] from the same positions and crop: the difference
+    /// between the object coordinates of the two crops' pixel (0, 0).
+    pub expected_offset: (f64, f64),
+}
+
 /// PtychoPINN's `align_for_evaluation` with `r = crop / 2`: crop the ground-truth object to rows
 /// `[max(0, int(min y) - r), min(H, int(max y) + r))` and the same for columns with `x`, then
-/// centre-crop both images to their common size. Returns `(reconstruction, ground truth)`.
+/// centre-crop both images to their common size. `recon` is a canvas made by [`stitch`] from
+/// the same `positions` and `crop` (its centre pixel `(pad + crop/2)` is the mean position).
 pub fn align_for_evaluation(
     recon: &Array2<Complex64>,
     object: &Array2<Complex64>,
     positions: &Array2<f64>,
     crop: usize,
-) -> Result<(Array2<Complex64>, Array2<Complex64>)> {
+) -> Result<AlignedCrops> {
     if positions.nrows() == 0 || positions.ncols() != 2 {
         return Err(Error::Invalid(format!(
             "align: positions must be (B, 2) with B > 0, got {:?}",
@@ -166,7 +178,22 @@ pub fn align_for_evaluation(
     let gt = object.slice(s![r0..r1, c0..c1]).to_owned();
     let th = gt.nrows().min(recon.nrows());
     let tw = gt.ncols().min(recon.ncols());
-    Ok((center_crop(recon, th, tw), center_crop(&gt, th, tw)))
+    // Object coordinate of pixel (0, 0) of each crop.
+    let b = positions.nrows() as f64;
+    let mx = positions.column(0).sum() / b;
+    let my = positions.column(1).sum() / b;
+    let pad_r = (recon.nrows().saturating_sub(crop) / 2) as f64;
+    let pad_c = (recon.ncols().saturating_sub(crop) / 2) as f64;
+    let half = (crop / 2) as f64;
+    let rec_r = my + ((recon.nrows() - th) / 2) as f64 - pad_r - half;
+    let rec_c = mx + ((recon.ncols() - tw) / 2) as f64 - pad_c - half;
+    let gt_r = (r0 + (gt.nrows() - th) / 2) as f64;
+    let gt_c = (c0 + (gt.ncols() - tw) / 2) as f64;
+    Ok(AlignedCrops {
+        recon: center_crop(recon, th, tw),
+        gt: center_crop(&gt, th, tw),
+        expected_offset: (rec_r - gt_r, rec_c - gt_c),
+    })
 }
 
 #[cfg(test)]
@@ -240,7 +267,8 @@ mod tests {
         let o = object(100, 100);
         let positions = ndarray::arr2(&[[30.7, 20.2], [60.2, 70.9]]);
         let recon = Array2::<Complex64>::zeros((80, 45));
-        let (r, g) = align_for_evaluation(&recon, &o, &positions, 20).unwrap();
+        let al = align_for_evaluation(&recon, &o, &positions, 20).unwrap();
+        let (r, g) = (al.recon, al.gt);
         // rows [20-10, 70+10) = 70 rows, cols [30-10, 60+10) = 50 cols; common 70 x 45.
         assert_eq!(r.dim(), (70, 45));
         assert_eq!(g.dim(), (70, 45));
