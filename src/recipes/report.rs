@@ -175,6 +175,16 @@ pub fn gather(job: &JobSpec) -> Result<(Vec<Condition>, Vec<String>)> {
             });
         }
         let probe = job.param_str(&format!("probe.{name}"))?.to_string();
+        let holes = jnum(&j["coverage"][NETWORK]["uncovered_fraction"]);
+        if holes > 0.01 {
+            notes.push(format!(
+                "{name}: {:.1}% of the evaluated area is covered by no stitched crop (zeros, \
+                 counted in the metrics as in PtychoPINN), which caps SSIM and PSNR for the \
+                 network and the baseline alike; more test patterns or a larger stitch_crop \
+                 would remove it.",
+                100.0 * holes
+            ));
+        }
         let losses = match job.inputs.get(&format!("model.{name}")) {
             Some(md) => match read_losses(md) {
                 Ok(l) => Some(l),

@@ -112,6 +112,9 @@ pub struct ModelEvaluation {
     /// After registration and border crop.
     pub aligned: Aligned,
     pub metrics: ImageMetrics,
+    /// Fraction of `recon`'s pixels that no stitched crop covers (they are 0 and count in the
+    /// metrics, as in PtychoPINN): few test positions with a small `stitch_crop` leave holes.
+    pub uncovered_fraction: f64,
 }
 
 /// Stitch `patches` at `centroids` and carry the result through alignment, registration and
@@ -128,8 +131,10 @@ pub fn evaluate_patches(
     let (recon, gt) = (crops.recon, crops.gt);
     let aligned = register_and_crop(&recon, &gt, true, Some(crops.expected_offset))?;
     let metrics = image_metrics(&aligned.recon, &aligned.gt)?;
+    let holes = recon.iter().filter(|z| z.norm_sqr() == 0.0).count();
     Ok(ModelEvaluation {
         name,
+        uncovered_fraction: holes as f64 / recon.len().max(1) as f64,
         recon,
         gt,
         aligned,
@@ -442,6 +447,11 @@ impl ConditionEvaluation {
                 BASELINE: off(&self.baseline.aligned),
             },
             "psnr_note": PSNR_NOTE,
+            "coverage": {
+                "note": "fraction of the aligned reconstruction not covered by any stitched crop (zeros, counted in the metrics)",
+                NETWORK: { "uncovered_fraction": self.network.uncovered_fraction },
+                BASELINE: { "uncovered_fraction": self.baseline.uncovered_fraction },
+            },
             "metrics": {
                 NETWORK: metrics_json(&self.network.metrics),
                 BASELINE: metrics_json(&self.baseline.metrics),
