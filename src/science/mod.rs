@@ -1,7 +1,10 @@
 //! The science: numeric libraries for probes, objects, simulation, the network and evaluation.
 //! Each is usable on its own (no engine, no files unless asked) and deterministic for its seed.
 
+pub mod baseline;
+pub mod compare;
 pub mod dataset;
+pub mod evaluation;
 pub mod fft;
 pub mod gaussian;
 pub mod grouping;
@@ -10,3 +13,8 @@ pub mod npy;
 pub mod object;
 pub mod probe;
 pub mod simulate;
+pub mod figure;
+pub mod metrics;
+pub mod model;
+pub mod registration;
+pub mod stitch;
