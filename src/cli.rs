@@ -99,6 +99,23 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Score any reconstruction against a ground truth with the study's own alignment and
+    /// metric pipeline. Prints the metrics; writes nothing.
+    Compare {
+        /// A complex 2-D image (.npy, or .npz holding one complex array or `--key`).
+        reconstruction: PathBuf,
+        /// The ground-truth complex 2-D image.
+        ground_truth: PathBuf,
+        /// The array to read from .npz files.
+        #[arg(long)]
+        key: Option<String>,
+        /// Register with phase cross-correlation (1/50 px) before scoring.
+        #[arg(long)]
+        register: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The built-in recipes, their versions, parameters and inputs.
     Recipes,
     /// Run one job spec (used by studymake itself).
@@ -139,6 +156,22 @@ fn run(cli: Cli) -> Result<i32> {
     }
     if let Some(dir) = &cli.global.directory {
         std::env::set_current_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    if let Some(Cmd::Compare {
+        reconstruction,
+        ground_truth,
+        key,
+        register,
+        json,
+    }) = &cli.command
+    {
+        let report = crate::science::compare::compare(reconstruction, ground_truth, key.as_deref(), *register)?;
+        if *json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{}", report.to_table());
+        }
+        return Ok(0);
     }
     let catalog = Builtins::new();
     let g = &cli.global;
@@ -214,7 +247,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Some(Cmd::Worker { .. }) => unreachable!("handled above"),
+        Some(Cmd::Worker { .. }) | Some(Cmd::Compare { .. }) => unreachable!("handled above"),
     }
 }
 

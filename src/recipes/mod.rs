@@ -219,14 +219,3 @@ impl Catalog for Builtins {
         }
     }
 }
-
-/// The error a recipe returns until it is implemented: a clear failure, never fake data.
-pub(crate) fn not_built_yet(job: &JobSpec) -> Error {
-    match &job.recipe {
-        RecipeRef::Builtin { name, .. } => Error::RecipeMissing {
-            recipe: name.clone(),
-            target: job.target.clone(),
-        },
-        RecipeRef::Command { .. } => Error::Other("external command".into()),
-    }
-}
