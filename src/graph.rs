@@ -177,6 +177,8 @@ struct Builder<'a> {
     index: HashMap<String, usize>,
     /// Span of each target's declaration, for messages.
     spans: Vec<Range<usize>>,
+    /// Parsed `[recipes]` declarations by target kind.
+    kind_decls: HashMap<String, (RecipeDecl, Range<usize>)>,
 }
 
 impl Graph {
@@ -277,6 +279,7 @@ impl Graph {
             targets: Vec::new(),
             index: HashMap::new(),
             spans: Vec::new(),
+            kind_decls: HashMap::new(),
         };
 
         // Probes and objects, in an order where referenced probes come first.
@@ -938,7 +941,17 @@ impl<'a> Builder<'a> {
         ))
     }
 
-    fn kind_recipe(&self, kind: &str) -> Result<(RecipeDecl, Range<usize>)> {
+    /// The recipe declaration of a target kind, parsed once per kind (not once per condition).
+    fn kind_recipe(&mut self, kind: &str) -> Result<(RecipeDecl, Range<usize>)> {
+        if let Some(d) = self.kind_decls.get(kind) {
+            return Ok(d.clone());
+        }
+        let d = self.parse_kind_recipe(kind)?;
+        self.kind_decls.insert(kind.to_string(), d.clone());
+        Ok(d)
+    }
+
+    fn parse_kind_recipe(&self, kind: &str) -> Result<(RecipeDecl, Range<usize>)> {
         match self.sf.raw.recipes.get(kind) {
             Some(v) => Ok((
                 self.sf.recipe_decl(v, &format!("recipes.{kind}"))?,
@@ -1153,6 +1166,18 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
+    /// The targets `i` reads, in input order.
+    fn deps(&self, i: usize) -> Vec<usize> {
+        self.targets[i]
+            .inputs
+            .iter()
+            .filter_map(|inp| match inp.source {
+                InputSource::Target(j) => Some(j),
+                InputSource::File(_) => None,
+            })
+            .collect()
+    }
+
     fn topo_order(&self) -> Result<Vec<usize>> {
         // 0 = unvisited, 1 = on stack, 2 = done.
         let n = self.targets.len();
@@ -1162,30 +1187,25 @@ impl<'a> Builder<'a> {
             if state[root] != 0 {
                 continue;
             }
-            let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+            // (node, its target inputs, next input to visit): the inputs are collected once per
+            // visit, not once per step (the report has one input per condition and kind).
+            let mut stack: Vec<(usize, Vec<usize>, usize)> = vec![(root, self.deps(root), 0)];
             state[root] = 1;
-            while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-                let deps: Vec<usize> = self.targets[node]
-                    .inputs
-                    .iter()
-                    .filter_map(|i| match i.source {
-                        InputSource::Target(j) => Some(j),
-                        InputSource::File(_) => None,
-                    })
-                    .collect();
+            while let Some((node, deps, next)) = stack.last_mut() {
+                let node = *node;
                 if *next < deps.len() {
                     let d = deps[*next];
                     *next += 1;
                     match state[d] {
                         0 => {
                             state[d] = 1;
-                            stack.push((d, 0));
+                            stack.push((d, self.deps(d), 0));
                         }
                         1 => {
-                            let start = stack.iter().position(|(s, _)| *s == d).unwrap_or(0);
+                            let start = stack.iter().position(|(s, _, _)| *s == d).unwrap_or(0);
                             let mut cycle: Vec<&str> = stack[start..]
                                 .iter()
-                                .map(|(s, _)| self.targets[*s].name.as_str())
+                                .map(|(s, _, _)| self.targets[*s].name.as_str())
                                 .collect();
                             cycle.push(&self.targets[d].name);
                             return Err(self.sf.error(

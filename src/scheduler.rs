@@ -10,7 +10,7 @@ use crate::job::{JobSpec, RecipeRef, WorkerReport, JOB_SCHEMA};
 use crate::key::{digest_file, Digest, KeyMaterial, RecipeMaterial};
 use crate::params::{Params, Value};
 use crate::progress::Reporter;
-use crate::store::{FileEntry, Manifest, OutputProblem, Store, STATE_SCHEMA};
+use crate::store::{FileEntry, Manifest, OutputProblem, Record, Store, STATE_SCHEMA};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -195,19 +195,39 @@ impl<'a> Planner<'a> {
         let key = material.key();
         let dest = self.graph.output_path(i);
         let mut reasons = Vec::new();
-        if let Some(rec) = self.store.record(&t.name).cloned() {
+        if let Some(rec) = self.store.record(&t.name) {
             if rec.key == key {
-                let mut rec2 = rec.clone();
-                match Store::check_output(&dest, &mut rec2, self.full_check)? {
+                // Check a copy of the file list only; the whole record is cloned only when its
+                // stat fields need refreshing.
+                let mut files = rec.files.clone();
+                let output = rec.output;
+                let problem = match std::fs::symlink_metadata(&dest) {
+                    Ok(meta) => Store::check_files(
+                        &dest,
+                        &meta,
+                        rec.material.output == "dir",
+                        &mut files,
+                        self.full_check,
+                    )?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        Some(OutputProblem::Missing(dest.clone()))
+                    }
+                    Err(e) => return Err(Error::io(&dest, e)),
+                };
+                match problem {
                     None => {
-                        if rec2 != rec {
+                        if files != rec.files {
+                            let rec2 = Record {
+                                files,
+                                ..rec.clone()
+                            };
                             self.store.refresh(&t.name, rec2)?;
                         }
                         return Ok(Assessment {
                             action: Action::Fresh,
                             reasons,
                             key: Some(key),
-                            output: Some(rec.output),
+                            output: Some(output),
                         });
                     }
                     Some(OutputProblem::Missing(p)) => reasons.push(Reason::OutputMissing(p)),

@@ -136,6 +136,14 @@ pub fn stat(path: &Path) -> std::io::Result<(u64, i64, u64)> {
     Ok((m.len(), m.mtime() * 1_000_000_000 + m.mtime_nsec(), m.ino()))
 }
 
+/// [`stat`], taking the fields from `meta` when the caller already has the path's metadata.
+fn stat_from(path: &Path, meta: Option<&std::fs::Metadata>) -> std::io::Result<(u64, i64, u64)> {
+    match meta {
+        Some(m) => Ok((m.len(), m.mtime() * 1_000_000_000 + m.mtime_nsec(), m.ino())),
+        None => stat(path),
+    }
+}
+
 /// Write a file atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -560,13 +568,26 @@ impl Store {
             Err(e) => return Err(Error::io(path, e)),
         };
         let is_dir = record.material.output == "dir";
+        Self::check_files(path, &meta, is_dir, &mut record.files, full)
+    }
+
+    /// [`Store::check_output`] on a record's file list alone, given the output's metadata (so a
+    /// caller need not clone the whole record to check it, and a single-file output is not
+    /// stat'ed twice).
+    pub fn check_files(
+        path: &Path,
+        meta: &std::fs::Metadata,
+        is_dir: bool,
+        files: &mut [FileRecord],
+        full: bool,
+    ) -> Result<Option<OutputProblem>> {
         if meta.is_dir() != is_dir || meta.file_type().is_symlink() {
             return Ok(Some(OutputProblem::Modified(path.to_path_buf())));
         }
         if is_dir {
-            let files = list_tree(path)?;
-            let recorded: Vec<&str> = record.files.iter().map(|f| f.rel.as_str()).collect();
-            if files
+            let listed = list_tree(path)?;
+            let recorded: Vec<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+            if listed
                 .iter()
                 .map(String::as_str)
                 .ne(recorded.iter().copied())
@@ -574,13 +595,13 @@ impl Store {
                 return Ok(Some(OutputProblem::Modified(path.to_path_buf())));
             }
         }
-        for f in record.files.iter_mut() {
+        for f in files.iter_mut() {
             let p = if f.rel.is_empty() {
                 path.to_path_buf()
             } else {
                 path.join(&f.rel)
             };
-            let st = match stat(&p) {
+            let st = match stat_from(&p, f.rel.is_empty().then_some(meta)) {
                 Ok(s) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Ok(Some(OutputProblem::Missing(p)))
