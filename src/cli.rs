@@ -165,7 +165,12 @@ fn run(cli: Cli) -> Result<i32> {
         json,
     }) = &cli.command
     {
-        let report = crate::science::compare::compare(reconstruction, ground_truth, key.as_deref(), *register)?;
+        let report = crate::science::compare::compare(
+            reconstruction,
+            ground_truth,
+            key.as_deref(),
+            *register,
+        )?;
         if *json {
             println!("{}", report.to_json());
         } else {

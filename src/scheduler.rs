@@ -914,10 +914,17 @@ pub fn check_reported(t: &Target, reported: &Params, inspected: &Params) -> Resu
 /// The error a worker printed last, without its prefix, if any.
 fn worker_error(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().rev().find(|l| l.starts_with("studymake: error: "))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("studymake: error: "))?;
     let msg = line.trim_start_matches("studymake: error: ");
     // The worker names its target too; keep one.
-    let msg = msg.split_once(": ").filter(|(t, _)| !t.contains(' ') && t.contains('/')).map(|(_, m)| m).unwrap_or(msg);
+    let msg = msg
+        .split_once(": ")
+        .filter(|(t, _)| !t.contains(' ') && t.contains('/'))
+        .map(|(_, m)| m)
+        .unwrap_or(msg);
     Some(msg.to_string())
 }
 
