@@ -139,6 +139,8 @@ pub struct EpochRecord {
     pub val_loss: Option<f64>,
     /// Learning rate used during the epoch.
     pub learning_rate: f64,
+    /// Wall-clock time of the epoch. Not saved: artifacts must be byte-identical for a key.
+    #[serde(skip)]
     pub seconds: f64,
 }
 
@@ -280,8 +282,10 @@ pub fn train(
             learning_rate: lr,
             seconds: t0.elapsed().as_secs_f64(),
         };
+        // The training log is part of the artifact, so it carries no timings; they go to the
+        // worker's own log (stdout).
         log(&format!(
-            "epoch {}/{}: loss {:.6e} val_loss {} lr {:.3e} time {:.1}s",
+            "epoch {}/{}: loss {:.6e} val_loss {} lr {:.3e}",
             rec.epoch,
             cfg.epochs,
             rec.loss,
@@ -289,8 +293,8 @@ pub fn train(
                 .map(|v| format!("{v:.6e}"))
                 .unwrap_or_else(|| "n/a".into()),
             rec.learning_rate,
-            rec.seconds
         ));
+        println!("epoch {}/{} took {:.1} s", rec.epoch, cfg.epochs, rec.seconds);
         records.push(rec);
         // ReduceLROnPlateau(val_loss, factor 0.5, patience 2, min_delta 1e-4, min_lr 1e-4).
         if let Some(v) = val_loss {
