@@ -54,7 +54,17 @@ pub trait Executor {
     fn describe(&self, job: &Job) -> String;
 }
 
-/// The worker command line for a job.
+/// The worker command line for a job (run on this host). `/proc/self/exe` still runs this very
+/// binary when a rebuild has replaced the file on disk mid-build.
+pub fn local_worker_argv(job: &Job) -> Result<Vec<String>> {
+    let mut argv = worker_argv(job)?;
+    if Path::new("/proc/self/exe").exists() {
+        argv[0] = "/proc/self/exe".into();
+    }
+    Ok(argv)
+}
+
+/// The worker command line for a job, naming the binary by its absolute path (for other hosts).
 pub fn worker_argv(job: &Job) -> Result<Vec<String>> {
     let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
     Ok(vec![
@@ -117,7 +127,7 @@ fn isolate(cmd: &mut Command) {
 
 impl Executor for LocalExecutor {
     fn start(&mut self, job: Job) -> Result<()> {
-        let argv = worker_argv(&job)?;
+        let argv = local_worker_argv(&job)?;
         if let Some(dir) = job.log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }

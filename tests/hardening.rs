@@ -34,6 +34,11 @@ fn digest_of(path: &Path) -> String {
 fn fifty_random_kills_lose_nothing() {
     let s = Study::new();
     s.run(&["-j2"]).ok();
+    // How long one round's rebuild takes here, so the kills land across the whole build.
+    s.write_studyfile(&s.original().replace("epochs = 3", "epochs = 99"));
+    let t0 = std::time::Instant::now();
+    s.run(&["-j2"]).ok();
+    let round_ms = (t0.elapsed().as_millis() as u64).max(50);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
     let mut survived = 0;
     let mut interrupted = 0;
@@ -44,7 +49,7 @@ fn fifty_random_kills_lose_nothing() {
                 .replace("epochs = 3", &format!("epochs = {}", 100 + round)),
         );
         let mut child = s.spawn(&["-j2"]);
-        let delay = rng.random_range(0..400);
+        let delay = rng.random_range(0..round_ms);
         std::thread::sleep(Duration::from_millis(delay));
         let finished_first = child.try_wait().unwrap().is_some();
         // SIGKILL: no handler runs; the workers die with it (PR_SET_PDEATHSIG).

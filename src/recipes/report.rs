@@ -118,9 +118,20 @@ pub fn read_losses(model_dir: &Path) -> std::result::Result<(Vec<f64>, Vec<f64>)
                 .get("history")
                 .and_then(|h| h.get("epochs"))
                 .and_then(|e| e.as_array())
-                .ok_or_else(|| format!("{} has no `train_loss` array or `history.epochs`", p.display()))?;
-            let train: Vec<f64> = epochs.iter().filter_map(|e| e.get("loss")?.as_f64()).collect();
-            let val: Vec<f64> = epochs.iter().filter_map(|e| e.get("val_loss")?.as_f64()).collect();
+                .ok_or_else(|| {
+                    format!(
+                        "{} has no `train_loss` array or `history.epochs`",
+                        p.display()
+                    )
+                })?;
+            let train: Vec<f64> = epochs
+                .iter()
+                .filter_map(|e| e.get("loss")?.as_f64())
+                .collect();
+            let val: Vec<f64> = epochs
+                .iter()
+                .filter_map(|e| e.get("val_loss")?.as_f64())
+                .collect();
             if train.is_empty() {
                 return Err(format!("{} records no epochs", p.display()));
             }

@@ -294,7 +294,10 @@ pub fn train(
                 .unwrap_or_else(|| "n/a".into()),
             rec.learning_rate,
         ));
-        println!("epoch {}/{} took {:.1} s", rec.epoch, cfg.epochs, rec.seconds);
+        println!(
+            "epoch {}/{} took {:.1} s",
+            rec.epoch, cfg.epochs, rec.seconds
+        );
         records.push(rec);
         // ReduceLROnPlateau(val_loss, factor 0.5, patience 2, min_delta 1e-4, min_lr 1e-4).
         if let Some(v) = val_loss {
