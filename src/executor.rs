@@ -214,6 +214,15 @@ pub fn run_command(spec: &JobSpec) -> Result<()> {
         .env("STUDYMAKE_OUTPUT", &spec.output)
         .env("STUDYMAKE_TARGET", &spec.target)
         .stdin(Stdio::null());
+    // The command dies with its worker, as the worker dies with studymake.
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only an async-signal-safe call between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let status = cmd.status().map_err(|e| Error::Build {
         target: spec.target.clone(),
         message: format!("could not start `{}`: {e}", argv[0]),

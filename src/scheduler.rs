@@ -624,7 +624,7 @@ pub fn build(
             Outcome::Success => finish(planner, catalog, i, &run),
             Outcome::Failed(why) => Err(Error::Build {
                 target: t.name.clone(),
-                message: match worker_error(&run.log) {
+                message: match worker_error(&run.log, &t.name) {
                     Some(e) => format!("{e} (worker {why})"),
                     None => format!("worker failed ({why})"),
                 },
@@ -912,7 +912,7 @@ pub fn check_reported(t: &Target, reported: &Params, inspected: &Params) -> Resu
 }
 
 /// The error a worker printed last, without its prefix, if any.
-fn worker_error(log: &Path) -> Option<String> {
+fn worker_error(log: &Path, target: &str) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     let line = text
         .lines()
@@ -920,11 +920,7 @@ fn worker_error(log: &Path) -> Option<String> {
         .find(|l| l.starts_with("studymake: error: "))?;
     let msg = line.trim_start_matches("studymake: error: ");
     // The worker names its target too; keep one.
-    let msg = msg
-        .split_once(": ")
-        .filter(|(t, _)| !t.contains(' ') && t.contains('/'))
-        .map(|(_, m)| m)
-        .unwrap_or(msg);
+    let msg = msg.strip_prefix(&format!("{target}: ")).unwrap_or(msg);
     Some(msg.to_string())
 }
 

@@ -515,8 +515,21 @@ impl Store {
         let mut n = 0;
         if let Ok(entries) = std::fs::read_dir(&base) {
             for e in entries.flatten() {
-                remove_path(&e.path())?;
-                n += 1;
+                // A process of the killed run may still be finishing a write in there; retry,
+                // and never fail a build over leftover scratch (its name is unique anyway).
+                let p = e.path();
+                let mut result = remove_path(&p);
+                for _ in 0..20 {
+                    if result.is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                    result = remove_path(&p);
+                }
+                match result {
+                    Ok(()) => n += 1,
+                    Err(err) => tracing::warn!("could not reclaim scratch: {err}"),
+                }
             }
         }
         // Half-written cache entries.

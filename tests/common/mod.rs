@@ -53,6 +53,14 @@ impl Study {
         Study::from_fixture("study")
     }
 
+    /// An empty directory; write its Studyfile with [`Study::write_studyfile`].
+    pub fn empty() -> Study {
+        Study {
+            dir: tempfile::tempdir().unwrap(),
+            original: String::new(),
+        }
+    }
+
     /// A fixture under `fixtures/NAME`.
     pub fn from_fixture(name: &str) -> Study {
         let dir = tempfile::tempdir().unwrap();
