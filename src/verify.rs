@@ -416,7 +416,7 @@ pub fn verify(
                             if !v.same_as(&Value::Int(c.gridsize)) {
                                 add(
                                     Check::Structure,
-                                    format!("{} is {v} (read from the artifact), condition declares gridsize {}", describe_fact(k), c.gridsize),
+                                    format!("{} {v} (read from the artifact), the condition declares gridsize {}", describe_fact(k), c.gridsize),
                                 );
                             }
                         }
@@ -474,12 +474,14 @@ pub fn verify(
 
 fn describe_fact(k: &str) -> String {
     match k {
-        "first_layer.gridsize" => "the model's first layer input channels give gridsize".into(),
-        "group_index.gridsize" => "the dataset's group_index width gives gridsize".into(),
+        "first_layer.gridsize" => {
+            "the model's first layer (its input channels) says gridsize".into()
+        }
+        "group_index.gridsize" => "the dataset's group_index width says gridsize".into(),
         "training_log.gridsize" => "the training log declares gridsize".into(),
         "safetensors.gridsize" => "the model's metadata says gridsize".into(),
-        "model.gridsize" => "the evaluated model's gridsize".into(),
-        "dataset.gridsize" => "the evaluated dataset's gridsize".into(),
-        other => other.to_string(),
+        "model.gridsize" => "the evaluated model has gridsize".into(),
+        "dataset.gridsize" => "the evaluated dataset has gridsize".into(),
+        other => format!("{other} is"),
     }
 }
