@@ -137,8 +137,51 @@ pub fn to_safetensors(model: &Pinn, seed: u64, nphotons: f64) -> Result<Vec<u8>>
         })
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::Invalid(format!("cannot lay out the model tensors: {e}")))?;
-    safetensors::tensor::serialize(views, Some(meta))
-        .map_err(|e| Error::Invalid(format!("cannot serialise the model: {e}")))
+    let bytes = safetensors::tensor::serialize(views, Some(meta))
+        .map_err(|e| Error::Invalid(format!("cannot serialise the model: {e}")))?;
+    canonical_header(bytes)
+}
+
+/// Rewrite a safetensors header with its keys sorted. safetensors keeps the metadata in a
+/// `HashMap`, whose order changes from run to run; the artifact must be byte-identical for a key
+/// (early cutoff, `verify`). The data section and its offsets are untouched.
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let bad = || Error::Invalid("safetensors produced an unreadable header".into());
+    let n = u64::from_le_bytes(
+        bytes
+            .get(..8)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    ) as usize;
+    let header = bytes.get(8..8 + n).ok_or_else(bad)?;
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|_| bad())?;
+    let top = value.as_object().ok_or_else(bad)?;
+    let mut sorted: BTreeMap<&str, serde_json::Value> = BTreeMap::new();
+    for (k, v) in top {
+        let v = match v.as_object() {
+            Some(inner) => {
+                let inner: BTreeMap<&String, &serde_json::Value> = inner.iter().collect();
+                serde_json::to_value(inner).map_err(|_| bad())?
+            }
+            None => v.clone(),
+        };
+        sorted.insert(k.as_str(), v);
+    }
+    let mut text = serde_json::to_string(&sorted)
+        .map_err(|_| bad())?
+        .into_bytes();
+    let len = if text.len() <= n {
+        n
+    } else {
+        text.len().div_ceil(8) * 8
+    };
+    text.resize(len, b' ');
+    let mut out = Vec::with_capacity(8 + len + bytes.len() - 8 - n);
+    out.extend_from_slice(&(len as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// The metadata header of a model file (checked to be ours).

@@ -285,6 +285,19 @@ mod tests {
         assert_eq!(a.centroids, b.centroids);
         let loaded = load_safetensors(&dir.path().join(artifact::WEIGHTS_FILE)).unwrap();
         assert_eq!(loaded.seed, 6);
+        // Saving again gives the same bytes (the metadata header is written in sorted order).
+        let again = tempfile::tempdir().unwrap();
+        save(again.path(), &model, &cfg(1, 1, 6), &hist).unwrap();
+        for f in ["model.safetensors", "model.json", "training.log"] {
+            let (x, y) = (dir.path().join(f), again.path().join(f));
+            if x.exists() {
+                assert_eq!(
+                    std::fs::read(&x).unwrap(),
+                    std::fs::read(&y).unwrap(),
+                    "{f} differs"
+                );
+            }
+        }
 
         let path = dir.path().join(artifact::WEIGHTS_FILE);
         let good = std::fs::read(&path).unwrap();
