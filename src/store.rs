@@ -532,6 +532,16 @@ impl Store {
                 }
             }
         }
+        // Manifests and state files being written when a run was killed.
+        for dir in [self.dir.join("manifests"), self.dir.clone()] {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                        let _ = remove_path(&e.path());
+                    }
+                }
+            }
+        }
         // Half-written cache entries.
         if let Ok(entries) = std::fs::read_dir(self.dir.join("cache")) {
             for e in entries.flatten() {
