@@ -10,7 +10,7 @@ use crate::job::{JobSpec, RecipeRef, WorkerReport, JOB_SCHEMA};
 use crate::key::{digest_file, Digest, KeyMaterial, RecipeMaterial};
 use crate::params::{Params, Value};
 use crate::progress::Reporter;
-use crate::store::{FileEntry, Manifest, OutputProblem, Record, Store, STATE_SCHEMA};
+use crate::store::{Manifest, OutputProblem, Record, Store, STATE_SCHEMA};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -837,18 +837,7 @@ fn finish(planner: &mut Planner, catalog: &dyn Catalog, i: usize, run: &Running)
         inspected,
         output_path: t.output.to_string_lossy().into_owned(),
         output_digest: digest,
-        files: files
-            .iter()
-            .map(|f| {
-                (
-                    f.rel.clone(),
-                    FileEntry {
-                        digest: f.digest,
-                        size: f.size,
-                    },
-                )
-            })
-            .collect(),
+        files: crate::store::file_entries(&files),
         started_unix: run.started_unix,
         seconds: run.started.elapsed().as_secs_f64(),
     };

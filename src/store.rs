@@ -768,6 +768,20 @@ fn file_record(path: &Path, rel: &str) -> Result<FileRecord> {
     })
 }
 
+/// A manifest's file table from the files of a hashed output.
+pub fn file_entries(files: &[FileRecord]) -> BTreeMap<String, FileEntry> {
+    files
+        .iter()
+        .map(|f| {
+            let entry = FileEntry {
+                digest: f.digest,
+                size: f.size,
+            };
+            (f.rel.clone(), entry)
+        })
+        .collect()
+}
+
 /// Read a manifest file; `Ok(None)` if it does not exist.
 pub fn read_manifest(path: &Path) -> Result<Option<Manifest>> {
     match std::fs::read_to_string(path) {
@@ -817,18 +831,7 @@ mod tests {
             inspected: Params::new(),
             output_path: "p.npy".into(),
             output_digest,
-            files: files
-                .iter()
-                .map(|f| {
-                    (
-                        f.rel.clone(),
-                        FileEntry {
-                            digest: f.digest,
-                            size: f.size,
-                        },
-                    )
-                })
-                .collect(),
+            files: file_entries(&files),
             started_unix: 0,
             seconds: 0.0,
         }

@@ -55,6 +55,17 @@ pub struct Finding {
     pub message: String,
 }
 
+impl Finding {
+    fn new(target: &str, check: Check, message: String) -> Finding {
+        Finding {
+            target: target.to_string(),
+            row: row_of_name(target),
+            check,
+            message,
+        }
+    }
+}
+
 /// The audit's result.
 #[derive(Debug, Serialize)]
 pub struct Audit {
@@ -139,15 +150,7 @@ pub fn verify(
     let mut manifests: HashMap<usize, Manifest> = HashMap::new();
     for &i in selected {
         let t = &graph.targets[i];
-        let row = row_of_name(&t.name);
-        let mut add = |check: Check, message: String| {
-            findings.push(Finding {
-                target: t.name.clone(),
-                row: row.clone(),
-                check,
-                message,
-            })
-        };
+        let mut add = |check, message| findings.push(Finding::new(&t.name, check, message));
         let Some(store) = &store else {
             missing.push(t.name.clone());
             continue;
@@ -256,15 +259,7 @@ pub fn verify(
             continue;
         };
         let before = findings.len();
-        let row = row_of_name(&t.name);
-        let mut add = |check: Check, message: String| {
-            findings.push(Finding {
-                target: t.name.clone(),
-                row: row.clone(),
-                check,
-                message,
-            })
-        };
+        let mut add = |check, message| findings.push(Finding::new(&t.name, check, message));
 
         // Lineage: recorded inputs are the current outputs of the declared sources.
         let mut inputs = BTreeMap::new();
