@@ -257,13 +257,20 @@ fn run(cli: Cli) -> Result<i32> {
 }
 
 fn load(g: &Global, catalog: &dyn Catalog, profile: Option<String>) -> Result<Graph> {
+    let t0 = std::time::Instant::now();
     if !g.file.exists() {
         return Err(Error::Usage(format!(
             "{}: no such Studyfile (give one with -f FILE; Studyfile.example shows the format)",
             g.file.display()
         )));
     }
-    Graph::load(&g.file, profile.as_deref(), catalog)
+    let graph = Graph::load(&g.file, profile.as_deref(), catalog)?;
+    tracing::debug!(
+        "graph: {} targets in {:.1} ms",
+        graph.targets.len(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(graph)
 }
 
 /// `--profile`, or the profile of the last build of this study (said on stderr).
@@ -298,18 +305,29 @@ fn build(graph: &Graph, catalog: &Builtins, g: &Global, targets: &[String]) -> R
     let selected = graph.select(targets)?;
     std::fs::create_dir_all(&graph.out_dir).map_err(|e| Error::io(&graph.out_dir, e))?;
     let _lock = StudyLock::acquire(&graph.out_dir.join(".studymake"), g.wait)?;
+    let t0 = std::time::Instant::now();
     let store = Store::open(&graph.out_dir)?;
+    tracing::debug!(
+        "state: opened in {:.1} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     let reclaimed = store.reclaim_scratch()?;
+    tracing::debug!(
+        "state: scratch checked at {:.1} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     if reclaimed > 0 {
         println!(
             "studymake: reclaimed {reclaimed} scratch director{} of an interrupted run",
             if reclaimed == 1 { "y" } else { "ies" }
         );
     }
-    crate::store::write_atomic(
-        &store.dir.join("profile"),
-        graph.profile.clone().unwrap_or_default().as_bytes(),
-    )?;
+    // Remembered for status/explain/verify; rewritten (and fsynced) only when it changes.
+    let profile_path = store.dir.join("profile");
+    let profile = graph.profile.clone().unwrap_or_default();
+    if std::fs::read_to_string(&profile_path).ok().as_deref() != Some(profile.as_str()) {
+        crate::store::write_atomic(&profile_path, profile.as_bytes())?;
+    }
     scheduler::install_signal_handlers();
     let slurm = executor_kind(graph, g)? == "slurm";
     let mut executor: Box<dyn Executor> = if slurm {
@@ -442,6 +460,7 @@ fn dry_run(graph: &Graph, g: &Global, targets: &[String]) -> Result<i32> {
                         log_path: scheduler::log_path(graph, t),
                         cwd: dir.clone(),
                         threads: 1,
+                        direct: None,
                     };
                     println!(
                         "    {}",
@@ -604,18 +623,7 @@ fn clean(graph: &Graph, g: &Global, targets: &[String], cache: bool) -> Result<i
 /// The hidden worker: build one target from its spec.
 fn worker(spec_path: &Path) -> Result<i32> {
     let spec = JobSpec::load(spec_path)?;
-    println!(
-        "studymake worker: building {} ({})",
-        spec.target,
-        match &spec.recipe {
-            RecipeRef::Builtin { name, version } => format!("{name} v{version}"),
-            RecipeRef::Command { argv, .. } => format!("command {}", argv[0]),
-        }
-    );
-    println!(
-        "parameters: {}",
-        serde_json::to_string(&spec.params).unwrap_or_default()
-    );
+    print!("{}", crate::executor::log_header(&spec));
     match &spec.recipe {
         RecipeRef::Builtin { .. } => Builtins::new().run_job(&spec)?,
         RecipeRef::Command { .. } => crate::executor::run_command(&spec)?,

@@ -30,6 +30,53 @@ pub struct Job {
     pub cwd: PathBuf,
     /// Threads the worker may use.
     pub threads: usize,
+    /// For an external command run on this host: the command itself, spawned directly by the
+    /// engine (no worker process in between). `None`: run `studymake __worker SPEC`.
+    pub direct: Option<DirectCommand>,
+}
+
+/// An external command the local executor runs itself: its substituted argv, the extra
+/// environment it gets on top of the cleared one, and the header written into its log.
+#[derive(Clone, Debug)]
+pub struct DirectCommand {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub header: String,
+}
+
+/// The extra environment of an external command: where its report and output go.
+pub fn command_env(spec: &JobSpec) -> Vec<(String, String)> {
+    vec![
+        (
+            "STUDYMAKE_REPORT".into(),
+            spec.report.to_string_lossy().into_owned(),
+        ),
+        (
+            "STUDYMAKE_OUTPUT".into(),
+            spec.output.to_string_lossy().into_owned(),
+        ),
+        ("STUDYMAKE_TARGET".into(), spec.target.clone()),
+    ]
+}
+
+/// The lines a build's log opens with: what is built, with which parameters.
+pub fn log_header(spec: &JobSpec) -> String {
+    let what = match &spec.recipe {
+        RecipeRef::Builtin { name, version } => format!("{name} v{version}"),
+        RecipeRef::Command { argv, .. } => format!("command {}", argv[0]),
+    };
+    let mut h = format!(
+        "studymake worker: building {} ({what})\nparameters: {}\n",
+        spec.target,
+        serde_json::to_string(&spec.params).unwrap_or_default()
+    );
+    if let RecipeRef::Command { argv, .. } = &spec.recipe {
+        h.push_str(&format!(
+            "studymake worker: {} runs {:?}\n",
+            spec.target, argv
+        ));
+    }
+    h
 }
 
 /// How a worker process ended.
@@ -52,6 +99,11 @@ pub trait Executor {
     fn cancel_all(&mut self);
     /// What starting this job would run, for `-n`.
     fn describe(&self, job: &Job) -> String;
+    /// Whether this executor spawns external commands itself ([`Job::direct`]) instead of
+    /// through a worker process.
+    fn runs_commands_directly(&self) -> bool {
+        false
+    }
 }
 
 /// The worker command line for a job (run on this host). `/proc/self/exe` still runs this very
@@ -126,12 +178,25 @@ fn isolate(cmd: &mut Command) {
 }
 
 impl Executor for LocalExecutor {
+    fn runs_commands_directly(&self) -> bool {
+        true
+    }
+
     fn start(&mut self, job: Job) -> Result<()> {
-        let argv = local_worker_argv(&job)?;
+        let argv = match &job.direct {
+            Some(d) => d.argv.clone(),
+            None => local_worker_argv(&job)?,
+        };
         if let Some(dir) = job.log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let log = std::fs::File::create(&job.log_path).map_err(|e| Error::io(&job.log_path, e))?;
+        let mut log =
+            std::fs::File::create(&job.log_path).map_err(|e| Error::io(&job.log_path, e))?;
+        if let Some(d) = &job.direct {
+            use std::io::Write;
+            log.write_all(d.header.as_bytes())
+                .map_err(|e| Error::io(&job.log_path, e))?;
+        }
         let log2 = log.try_clone().map_err(|e| Error::io(&job.log_path, e))?;
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
@@ -141,15 +206,28 @@ impl Executor for LocalExecutor {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
+        if let Some(d) = &job.direct {
+            cmd.envs(d.env.iter().map(|(k, v)| (k, v)));
+        }
         isolate(&mut cmd);
-        let mut child = cmd.spawn().map_err(|e| Error::io(&argv[0], e))?;
+        let mut child = cmd.spawn().map_err(|e| match &job.direct {
+            Some(_) => Error::Build {
+                target: job.target.clone(),
+                message: format!("could not start `{}`: {e}", argv[0]),
+            },
+            None => Error::io(&argv[0], e),
+        })?;
         self.pids.insert(job.index, child.id());
         let tx = self.tx.clone();
         let index = job.index;
+        let program = job.direct.as_ref().map(|_| argv[0].clone());
         std::thread::spawn(move || {
             let outcome = match child.wait() {
                 Ok(s) if s.success() => Outcome::Success,
-                Ok(s) => Outcome::Failed(describe_status(s)),
+                Ok(s) => match &program {
+                    Some(p) => Outcome::Failed(format!("`{p}` ended with {}", describe_status(s))),
+                    None => Outcome::Failed(describe_status(s)),
+                },
                 Err(e) => Outcome::Failed(format!("could not wait for the worker: {e}")),
             };
             let _ = tx.send((index, outcome));
@@ -182,9 +260,12 @@ impl Executor for LocalExecutor {
     }
 
     fn describe(&self, job: &Job) -> String {
-        worker_argv(job)
-            .map(|a| a.join(" "))
-            .unwrap_or_else(|e| e.to_string())
+        match &job.direct {
+            Some(d) => d.argv.join(" "),
+            None => worker_argv(job)
+                .map(|a| a.join(" "))
+                .unwrap_or_else(|e| e.to_string()),
+        }
     }
 }
 
@@ -207,12 +288,9 @@ pub fn run_command(spec: &JobSpec) -> Result<()> {
             spec.target
         )));
     };
-    println!("studymake worker: {} runs {:?}", spec.target, argv);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .env("STUDYMAKE_REPORT", &spec.report)
-        .env("STUDYMAKE_OUTPUT", &spec.output)
-        .env("STUDYMAKE_TARGET", &spec.target)
+        .envs(command_env(spec))
         .stdin(Stdio::null());
     // The command dies with its worker, as the worker dies with studymake.
     use std::os::unix::process::CommandExt;

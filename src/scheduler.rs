@@ -4,7 +4,9 @@
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::executor::{substitute, tail, Executor, Job, Outcome};
+use crate::executor::{
+    command_env, log_header, substitute, tail, DirectCommand, Executor, Job, Outcome,
+};
 use crate::graph::{Graph, InputSource, Recipe, Target};
 use crate::job::{JobSpec, RecipeRef, WorkerReport, JOB_SCHEMA};
 use crate::key::{digest_file, Digest, KeyMaterial, RecipeMaterial};
@@ -245,6 +247,7 @@ impl<'a> Planner<'a> {
             }
         }
         if self.store.cached(&key) {
+            // An unreadable cache manifest means no usable entry; `restore` drops it.
             let output = crate::store::read_manifest(
                 &self
                     .store
@@ -252,7 +255,9 @@ impl<'a> Planner<'a> {
                     .join("cache")
                     .join(key.hex())
                     .join("manifest.json"),
-            )?
+            )
+            .ok()
+            .flatten()
             .map(|m| m.output_digest);
             return Ok(Assessment {
                 action: Action::Restore,
@@ -441,6 +446,8 @@ pub fn build(
     let mut running: HashMap<usize, Running> = HashMap::new();
     let mut summary = Summary::default();
     let mut stop = false;
+    let t_plan = Instant::now();
+    let mut planned = false;
     reporter.start(selected.len());
     let cwd = graph
         .studyfile
@@ -559,12 +566,26 @@ pub fn build(
             executor.cancel_all();
         }
 
+        if !planned {
+            planned = true;
+            tracing::debug!(
+                "scheduler: first assessment pass in {:.1} ms",
+                t_plan.elapsed().as_secs_f64() * 1e3
+            );
+        }
         // Start what we can.
         while !stop && running.len() < opts.jobs.max(1) && !queue.is_empty() {
             let (i, material, key, reasons) = queue.remove(0);
             let t = &graph.targets[i];
             let previous = planner.store.record(&t.name).map(|r| r.output);
-            match prepare(planner, i, &material, opts, &cwd) {
+            match prepare(
+                planner,
+                i,
+                &material,
+                opts,
+                &cwd,
+                executor.runs_commands_directly(),
+            ) {
                 Ok((spec, scratch, job)) => {
                     let log = job.log_path.clone();
                     reporter.event("building", &t.name, &join_reasons(&reasons));
@@ -688,6 +709,7 @@ fn prepare(
     material: &KeyMaterial,
     opts: &Options,
     cwd: &Path,
+    direct_commands: bool,
 ) -> Result<(JobSpec, PathBuf, Job)> {
     let graph = planner.graph;
     let t = &graph.targets[i];
@@ -750,13 +772,21 @@ fn prepare(
         report,
         threads: opts.threads,
     };
+    // The spec lives in the job's private scratch, which a crash throws away: no fsync needed.
     let spec_path = scratch.join("job.json");
-    crate::store::write_atomic(
+    std::fs::write(
         &spec_path,
-        serde_json::to_string_pretty(&spec)
-            .expect("job specs serialise")
-            .as_bytes(),
-    )?;
+        serde_json::to_string_pretty(&spec).expect("job specs serialise"),
+    )
+    .map_err(|e| Error::io(&spec_path, e))?;
+    let direct = match (&spec.recipe, direct_commands) {
+        (RecipeRef::Command { argv, .. }, true) => Some(DirectCommand {
+            argv: argv.clone(),
+            env: command_env(&spec),
+            header: log_header(&spec),
+        }),
+        _ => None,
+    };
     let job = Job {
         index: i,
         target: t.name.clone(),
@@ -765,6 +795,7 @@ fn prepare(
         log_path: log_path(graph, t),
         cwd: cwd.to_path_buf(),
         threads: opts.threads,
+        direct,
     };
     Ok((spec, scratch, job))
 }

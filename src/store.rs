@@ -147,21 +147,41 @@ fn stat_from(path: &Path, meta: Option<&std::fs::Metadata>) -> std::io::Result<(
 /// Write a file atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    write_replacing(path, bytes, true, dir)
+}
+
+/// Write a file atomically (a temp file in `tmp_dir`, which must be on the same filesystem, then
+/// a rename), with or without an fsync of its bytes first. Without one, a crash of the process still leaves the old or the new file,
+/// never a torn one; only a power loss can leave it short, which is acceptable for files that are
+/// read back with checks (manifests: the state log is the authority and outputs are verified by
+/// digest).
+pub fn write_replacing(path: &Path, bytes: &[u8], durable: bool, tmp_dir: &Path) -> Result<()> {
+    let dir = tmp_dir;
+    let mut tmp = match tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            tempfile::Builder::new()
+                .prefix(".tmp-")
+                .tempfile_in(dir)
+                .map_err(|e| Error::io(dir, e))?
+        }
+        Err(e) => return Err(Error::io(dir, e)),
+    };
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
+    if durable {
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(tmp.path(), e))?;
+    }
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
 
-/// fsync every file under a path (and the directories), so a rename publishes durable bytes.
-fn sync_tree(path: &Path) -> Result<()> {
+/// fsync the regular files under a path (or the file itself): the bytes an output's record
+/// vouches for. Directory entries are not synced one by one: a lost rename after a power loss
+/// shows as a missing or different output, which the next run detects by stat and digest.
+fn sync_files(path: &Path) -> Result<()> {
     let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_dir() {
         for rel in list_tree(path)? {
@@ -170,10 +190,12 @@ fn sync_tree(path: &Path) -> Result<()> {
                 .and_then(|f| f.sync_all())
                 .map_err(|e| Error::io(&p, e))?;
         }
+        Ok(())
+    } else {
+        File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(path, e))
     }
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(path, e))
 }
 
 /// Copy a file or directory tree (regular files only).
@@ -532,21 +554,12 @@ impl Store {
                 }
             }
         }
-        // Manifests and state files being written when a run was killed.
-        for dir in [self.dir.join("manifests"), self.dir.clone()] {
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                for e in entries.flatten() {
-                    if e.file_name().to_string_lossy().starts_with(".tmp-") {
-                        let _ = remove_path(&e.path());
-                    }
-                }
-            }
-        }
-        // Half-written cache entries.
-        if let Ok(entries) = std::fs::read_dir(self.dir.join("cache")) {
+        // State files being written when a run was killed (manifests and cache entries are
+        // staged in tmp/, cleared above).
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().contains(".tmp-") {
-                    remove_path(&e.path())?;
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = remove_path(&e.path());
                 }
             }
         }
@@ -653,33 +666,56 @@ impl Store {
         Ok(())
     }
 
-    /// Publish a freshly built output: into the cache under its key, then into place, then the
-    /// manifest, then the record. `built` is the worker's output path inside its scratch dir.
+    /// Publish a freshly built output: its bytes are synced where the worker wrote them, a copy
+    /// goes into the cache under its key, the output itself is renamed into place, then the
+    /// manifest and the record. `built` is the worker's output path inside its scratch dir (on
+    /// the study's filesystem, so the rename is atomic).
+    ///
+    /// The cache copy is not synced: a cache entry is checked against its manifest's digest
+    /// before every use and dropped when damaged, so a power loss can cost a rebuild, never a
+    /// wrong output.
     pub fn publish(&mut self, built: &Path, dest: &Path, manifest: &Manifest) -> Result<Record> {
-        sync_tree(built)?;
+        sync_files(built)?;
         let cache = self.cache_dir(&manifest.key);
-        let staging =
-            cache.with_file_name(format!("{}.tmp-{}", manifest.key.hex(), std::process::id()));
+        let staging = self.dir.join("tmp").join(format!(
+            "cache-{}-{}",
+            manifest.key.hex(),
+            std::process::id()
+        ));
         remove_path(&staging)?;
         std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        std::fs::rename(built, staging.join("out")).map_err(|e| Error::io(&staging, e))?;
-        write_atomic(
+        copy_tree(built, &staging.join("out"))?;
+        write_replacing(
             &staging.join("manifest.json"),
             serde_json::to_string_pretty(manifest)
                 .expect("manifests serialise")
                 .as_bytes(),
+            false,
+            &staging,
         )?;
         remove_path(&cache)?;
         std::fs::rename(&staging, &cache).map_err(|e| Error::io(&cache, e))?;
-        self.install(&cache, dest, manifest)
+        let parent = dest.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        replace(built, dest)?;
+        self.record_installed(dest, manifest)
     }
 
     /// Restore the output of `key` from the cache into `dest`, after checking its bytes.
     /// Returns `Ok(None)` when the cache has no intact entry for the key.
     pub fn restore(&mut self, key: &Digest, dest: &Path, target: &str) -> Result<Option<Record>> {
         let cache = self.cache_dir(key);
-        let Some(mut manifest) = read_manifest(&cache.join("manifest.json"))? else {
-            return Ok(None);
+        let mut manifest = match read_manifest(&cache.join("manifest.json")) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(
+                    "cache entry {} is unreadable ({e}); dropping it",
+                    key.short()
+                );
+                remove_path(&cache)?;
+                return Ok(None);
+            }
         };
         let (digest, _) = Self::hash_output(&cache.join("out"))?;
         if digest != manifest.output_digest || manifest.key != *key {
@@ -691,6 +727,8 @@ impl Store {
         self.install(&cache, dest, &manifest).map(Some)
     }
 
+    /// Copy a cache entry's output into place (synced: the copy is new bytes the record will
+    /// vouch for), then record it.
     fn install(&mut self, cache: &Path, dest: &Path, manifest: &Manifest) -> Result<Record> {
         let parent = dest.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
@@ -701,17 +739,22 @@ impl Store {
         ));
         remove_path(&tmp)?;
         copy_tree(&cache.join("out"), &tmp)?;
-        sync_tree(&tmp)?;
+        sync_files(&tmp)?;
         replace(&tmp, dest)?;
-        if let Ok(d) = File::open(parent) {
-            let _ = d.sync_all();
-        }
+        self.record_installed(dest, manifest)
+    }
+
+    /// Write the manifest of an output just put in place and append its record to the log
+    /// (the log is synced once, when the build finishes).
+    fn record_installed(&mut self, dest: &Path, manifest: &Manifest) -> Result<Record> {
         let (digest, files) = Self::hash_output_trusting(dest, manifest)?;
-        write_atomic(
+        write_replacing(
             &self.manifest_path(&manifest.target),
             serde_json::to_string_pretty(manifest)
                 .expect("manifests serialise")
                 .as_bytes(),
+            false,
+            &self.dir.join("tmp"),
         )?;
         let record = Record {
             key: manifest.key,
