@@ -185,10 +185,7 @@ fn run(cli: Cli) -> Result<i32> {
             let graph = load(g, &catalog, g.profile.clone())?;
             dry_run(&graph, g, &cli.targets)
         }
-        None => {
-            let graph = load(g, &catalog, g.profile.clone())?;
-            build(&graph, &catalog, g, &cli.targets)
-        }
+        None => build_command(g, &catalog, &cli.targets),
         Some(Cmd::Status) => {
             let graph = load(g, &catalog, remembered_profile(g)?)?;
             status(&graph)
@@ -301,10 +298,55 @@ fn cores() -> usize {
         .unwrap_or(1)
 }
 
-fn build(graph: &Graph, catalog: &Builtins, g: &Global, targets: &[String]) -> Result<i32> {
+/// `studymake [TARGET...]`: take the study's lock, end at once when the no-op stamp proves
+/// nothing changed, else expand the graph and build.
+fn build_command(g: &Global, catalog: &Builtins, targets: &[String]) -> Result<i32> {
+    let t0 = std::time::Instant::now();
+    if !g.file.exists() {
+        return Err(Error::Usage(format!(
+            "{}: no such Studyfile (give one with -f FILE; Studyfile.example shows the format)",
+            g.file.display()
+        )));
+    }
+    let sf = crate::studyfile::Studyfile::load(&g.file)?;
+    let out_dir = Graph::out_dir_of(&sf)?;
+    std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
+    let state_dir = out_dir.join(".studymake");
+    let lock = StudyLock::acquire(&state_dir, g.wait)?;
+    let studyfile = std::path::absolute(&sf.path).map_err(|e| Error::io(&sf.path, e))?;
+    let context = crate::stamp::context(
+        catalog,
+        &studyfile,
+        sf.source.as_bytes(),
+        g.profile.as_deref(),
+        targets,
+    );
+    if let Some(n) = crate::stamp::check(&state_dir, &context) {
+        tracing::debug!(
+            "stamp: nothing changed, checked in {:.1} ms",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+        println!("studymake: nothing to do: all {n} targets are fresh");
+        return Ok(0);
+    }
+    let graph = Graph::from_studyfile(&sf, g.profile.as_deref(), catalog)?;
+    tracing::debug!(
+        "graph: {} targets in {:.1} ms",
+        graph.targets.len(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    build(&graph, catalog, g, targets, lock, &context)
+}
+
+fn build(
+    graph: &Graph,
+    catalog: &Builtins,
+    g: &Global,
+    targets: &[String],
+    _lock: StudyLock,
+    context: &crate::key::Digest,
+) -> Result<i32> {
     let selected = graph.select(targets)?;
-    std::fs::create_dir_all(&graph.out_dir).map_err(|e| Error::io(&graph.out_dir, e))?;
-    let _lock = StudyLock::acquire(&graph.out_dir.join(".studymake"), g.wait)?;
     let t0 = std::time::Instant::now();
     let store = Store::open(&graph.out_dir)?;
     tracing::debug!(
@@ -364,6 +406,9 @@ fn build(graph: &Graph, catalog: &Builtins, g: &Global, targets: &[String]) -> R
         ));
     }
     let total = selected.len();
+    if s.failed == 0 {
+        write_stamp(&planner, &selected, context)?;
+    }
     if s.failed > 0 {
         return Err(Error::BuildFailed {
             failed: s.failed,
@@ -379,6 +424,57 @@ fn build(graph: &Graph, catalog: &Builtins, g: &Global, targets: &[String]) -> R
         );
     }
     Ok(0)
+}
+
+/// After a build that left every selected target fresh: the stamp that lets the next no-op run
+/// end without the full check (see `stamp.rs`). It vouches with the records' stats, the ones the
+/// full check compares, and for source files with stats taken before re-reading them.
+fn write_stamp(planner: &Planner, selected: &[usize], context: &crate::key::Digest) -> Result<()> {
+    let graph = planner.graph;
+    let state_dir = planner.store.dir.clone();
+    let mut paths = Vec::new();
+    for &i in selected {
+        let t = &graph.targets[i];
+        let Some(rec) = planner.store.record(&t.name) else {
+            return crate::stamp::remove(&state_dir);
+        };
+        let dest = graph.output_path(i);
+        let mut dirs = std::collections::BTreeSet::new();
+        for f in &rec.files {
+            let p = if f.rel.is_empty() {
+                dest.clone()
+            } else {
+                dest.join(&f.rel)
+            };
+            paths.push((p, (f.size, f.mtime_ns, f.ino)));
+            // Every directory of a directory output: its mtime moves when entries come or go.
+            let mut rel = Path::new(&f.rel).parent();
+            while let Some(r) = rel {
+                if !dirs.insert(r.to_path_buf()) {
+                    break;
+                }
+                rel = r.parent();
+            }
+        }
+        if t.output_is_dir {
+            dirs.insert(PathBuf::new());
+        }
+        for d in dirs {
+            let p = dest.join(&d);
+            match crate::store::stat(&p) {
+                Ok(st) => paths.push((p, st)),
+                Err(_) => return crate::stamp::remove(&state_dir),
+            }
+        }
+    }
+    for (p, d) in planner.sources() {
+        let st = crate::store::stat(p);
+        match (st, crate::key::digest_file(p)) {
+            (Ok(st), Ok(now)) if now == *d => paths.push((p.clone(), st)),
+            _ => return crate::stamp::remove(&state_dir),
+        }
+    }
+    crate::stamp::write(&state_dir, context, selected.len(), paths)
 }
 
 /// Jobs in flight at once on Slurm when `-j` is not given.

@@ -188,6 +188,31 @@ impl Graph {
         Self::from_studyfile(&sf, profile, catalog)
     }
 
+    /// The output directory a parsed Studyfile declares (absolute), checked to stay inside the
+    /// Studyfile's directory.
+    pub fn out_dir_of(sf: &Studyfile) -> Result<PathBuf> {
+        let out_rel = sf.raw.study.output.get_ref();
+        let out_path = Path::new(out_rel);
+        if out_rel.is_empty()
+            || out_path.is_absolute()
+            || out_path
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(sf.error(
+                sf.raw.study.output.span(),
+                format!(
+                    "`study.output` {out_rel:?} must be a relative path inside the Studyfile's \
+                     directory (no `..`, not absolute)"
+                ),
+            ));
+        }
+        let dir = std::path::absolute(&sf.dir).map_err(|e| Error::io(&sf.dir, e))?;
+        let out_dir = dir.join(out_path);
+
+        Ok(out_dir)
+    }
+
     /// Expand a parsed Studyfile.
     pub fn from_studyfile(
         sf: &Studyfile,
@@ -202,24 +227,7 @@ impl Graph {
                 format!("`study.name` {name:?} must be letters, digits, `_`, `-` or `.`"),
             ));
         }
-        let out_rel = raw.study.output.get_ref();
-        let out_path = Path::new(out_rel);
-        if out_rel.is_empty()
-            || out_path.is_absolute()
-            || out_path
-                .components()
-                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-        {
-            return Err(sf.error(
-                raw.study.output.span(),
-                format!(
-                    "`study.output` {out_rel:?} must be a relative path inside the Studyfile's \
-                     directory (no `..`, not absolute)"
-                ),
-            ));
-        }
-        let dir = std::path::absolute(&sf.dir).map_err(|e| Error::io(&sf.dir, e))?;
-        let out_dir = dir.join(out_path);
+        let out_dir = Self::out_dir_of(sf)?;
 
         let mut layers = vec![Layer {
             table: &raw.params,

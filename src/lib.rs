@@ -25,6 +25,7 @@ pub mod scheduler;
 pub mod science;
 pub mod slurm;
 pub mod slurm_executor;
+pub mod stamp;
 pub mod store;
 pub mod studyfile;
 pub mod verify;

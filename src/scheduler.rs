@@ -137,6 +137,11 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// The source files whose digests keys were computed from, with those digests.
+    pub fn sources(&self) -> impl Iterator<Item = (&PathBuf, &Digest)> {
+        self.source_digests.iter()
+    }
+
     fn source_digest(&mut self, path: &Path, target: &Target, role: &str) -> Result<Digest> {
         if let Some(d) = self.source_digests.get(path) {
             return Ok(*d);

@@ -370,3 +370,55 @@ fn bad_studyfiles_are_refused_with_file_line_and_key() {
     }
     assert!(cases >= 20, "only {cases} cases");
 }
+
+#[test]
+fn the_no_op_stamp_never_hides_a_change() {
+    let s = Study::new();
+    std::fs::write(s.path("measured.npy"), b"first probe").unwrap();
+    s.append(
+        "\n[probes.measured]\ncommand = [\"cp\", \"{input.file}\", \"{output}\"]\n\
+         output = \"npy\"\ninputs = { file = { path = \"measured.npy\" } }\n",
+    );
+    s.run(&[]).ok();
+    let r = s.run(&["-v"]);
+    r.ok();
+    assert!(r.stderr.contains("stamp: nothing changed"), "{}", r.stderr);
+
+    // A file added inside a directory output is seen (the directory's mtime moved).
+    std::fs::write(s.path("out/gs2_hybrid/model/extra.txt"), b"x").unwrap();
+    let r = s.run(&[]);
+    r.ok();
+    assert!(
+        r.stdout.contains("restored gs2_hybrid/model"),
+        "{}",
+        r.stdout
+    );
+    assert!(!s.path("out/gs2_hybrid/model/extra.txt").exists());
+
+    // A changed source file rebuilds what reads it (the report lists every probe).
+    std::fs::write(s.path("measured.npy"), b"second probe!").unwrap();
+    let r = s.run(&[]);
+    r.ok();
+    assert_eq!(
+        built(&r.stdout),
+        vec!["probes/measured", "report"],
+        "{}",
+        r.stdout
+    );
+
+    // Another selection or profile is another context: checked in full, right.
+    let r = s.run(&["--profile", "quick", "-v"]);
+    r.ok();
+    assert!(!r.stderr.contains("stamp: nothing changed"), "{}", r.stderr);
+    let r = s.run(&["--profile", "quick", "-v"]);
+    r.ok();
+    assert!(r.stderr.contains("stamp: nothing changed"), "{}", r.stderr);
+
+    // A build of a failing target leaves no stamp behind it that could hide the failure.
+    s.append("\n[conditions.gs1_idealized]\nfail_on = \"gs1_idealized\"\n");
+    let r = s.run(&[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let r = s.run(&["-v"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(!r.stderr.contains("stamp: nothing changed"), "{}", r.stderr);
+}
