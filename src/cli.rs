@@ -329,13 +329,24 @@ fn build_command(g: &Global, catalog: &Builtins, targets: &[String]) -> Result<i
         println!("studymake: nothing to do: all {n} targets are fresh");
         return Ok(0);
     }
-    let graph = Graph::from_studyfile(&sf, g.profile.as_deref(), catalog)?;
-    tracing::debug!(
-        "graph: {} targets in {:.1} ms",
-        graph.targets.len(),
-        t0.elapsed().as_secs_f64() * 1e3
-    );
-    build(&graph, catalog, g, targets, lock, &context)
+    // Replay the state log on another core while the graph is expanded.
+    let (graph, store) = std::thread::scope(|scope| {
+        let store = scope.spawn(|| Store::open(&out_dir));
+        let graph = Graph::from_studyfile(&sf, g.profile.as_deref(), catalog);
+        tracing::debug!(
+            "graph: expanded in {:.1} ms",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+        let store = store
+            .join()
+            .unwrap_or_else(|_| Err(Error::Other("internal: the state reader panicked".into())));
+        tracing::debug!(
+            "state: opened at {:.1} ms",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+        (graph, store)
+    });
+    build(&graph?, catalog, g, targets, lock, store?, &context)
 }
 
 fn build(
@@ -344,20 +355,11 @@ fn build(
     g: &Global,
     targets: &[String],
     _lock: StudyLock,
+    store: Store,
     context: &crate::key::Digest,
 ) -> Result<i32> {
     let selected = graph.select(targets)?;
-    let t0 = std::time::Instant::now();
-    let store = Store::open(&graph.out_dir)?;
-    tracing::debug!(
-        "state: opened in {:.1} ms",
-        t0.elapsed().as_secs_f64() * 1e3
-    );
     let reclaimed = store.reclaim_scratch()?;
-    tracing::debug!(
-        "state: scratch checked at {:.1} ms",
-        t0.elapsed().as_secs_f64() * 1e3
-    );
     if reclaimed > 0 {
         println!(
             "studymake: reclaimed {reclaimed} scratch director{} of an interrupted run",

@@ -123,6 +123,10 @@ pub struct Store {
     records: HashMap<String, Record>,
     failures: HashMap<String, Failure>,
     frames: usize,
+    /// Bytes of the log, and of the frame holding each live record: when superseded frames
+    /// (a large report record rewritten by every change, say) outweigh the live ones, compact.
+    log_bytes: u64,
+    live_bytes: HashMap<String, u64>,
     log: Option<File>,
 }
 
@@ -294,6 +298,8 @@ impl Store {
             records: HashMap::new(),
             failures: HashMap::new(),
             frames: 0,
+            log_bytes: 0,
+            live_bytes: HashMap::new(),
             log: None,
         };
         store.replay()?;
@@ -308,6 +314,8 @@ impl Store {
             records: HashMap::new(),
             failures: HashMap::new(),
             frames: 0,
+            log_bytes: 0,
+            live_bytes: HashMap::new(),
             log: None,
         }
     }
@@ -370,10 +378,11 @@ impl Store {
                 torn = true;
                 break;
             };
-            self.apply(entry);
+            self.apply(entry, 8 + len as u64);
             self.frames += 1;
             pos += 8 + len;
         }
+        self.log_bytes = pos as u64;
         if torn {
             tracing::warn!("state log has a torn tail (an interrupted write); compacting");
             self.compact()?;
@@ -381,10 +390,11 @@ impl Store {
         Ok(())
     }
 
-    fn apply(&mut self, entry: Entry) {
+    fn apply(&mut self, entry: Entry, frame_bytes: u64) {
         match entry {
             Entry::Built { target, record } => {
                 self.failures.remove(&target);
+                self.live_bytes.insert(target.clone(), frame_bytes);
                 self.records.insert(target, record);
             }
             Entry::Failed {
@@ -395,6 +405,7 @@ impl Store {
                 self.failures.insert(target, Failure { key, message });
             }
             Entry::Forget { target } => {
+                self.live_bytes.remove(&target);
                 self.records.remove(&target);
                 self.failures.remove(&target);
             }
@@ -430,7 +441,8 @@ impl Store {
         if let Some(f) = self.log.as_mut() {
             f.write_all(&bytes).map_err(|e| Error::io(&path, e))?;
         }
-        self.apply(entry);
+        self.log_bytes += bytes.len() as u64;
+        self.apply(entry, bytes.len() as u64);
         self.frames += 1;
         Ok(())
     }
@@ -458,12 +470,16 @@ impl Store {
         self.log = None;
         write_atomic(&self.log_path(), &bytes)?;
         self.frames = self.records.len() + self.failures.len();
+        self.log_bytes = bytes.len() as u64;
         Ok(())
     }
 
     /// Compact if the log has grown well beyond the live records; flush to disk.
     pub fn finish(&mut self) -> Result<()> {
-        if self.frames > 2 * (self.records.len() + self.failures.len()) + 64 {
+        let live: u64 = self.live_bytes.values().sum();
+        if self.frames > 2 * (self.records.len() + self.failures.len()) + 64
+            || self.log_bytes > 2 * live + (1 << 20)
+        {
             self.compact()?;
         } else if let Some(f) = self.log.as_mut() {
             f.sync_data()
@@ -906,6 +922,42 @@ mod tests {
         ));
         store.restore(&key, &dest, "probes/a").unwrap().unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn superseded_large_records_are_compacted_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let built = dir.path().join("built");
+        std::fs::write(&built, b"x").unwrap();
+        // A report-like record with thousands of inputs, rewritten a few times: few frames, but
+        // most of the log's bytes are dead.
+        let mut m = manifest(Digest([3; 32]), "report", &built);
+        for i in 0..20_000 {
+            m.material
+                .inputs
+                .insert(format!("metrics.condition_{i:05}"), Digest([4; 32]));
+        }
+        let (output, files) = Store::hash_output(&built).unwrap();
+        for round in 0..4u8 {
+            let mut record = Record {
+                key: Digest([round; 32]),
+                material: m.material.clone(),
+                output,
+                files: files.clone(),
+            };
+            record.key.0[1] = 9;
+            store.refresh("report", record).unwrap();
+        }
+        let log = dir.path().join(".studymake/state.log");
+        let before = std::fs::metadata(&log).unwrap().len();
+        assert!(before > 3 << 20, "{before}");
+        store.finish().unwrap();
+        let after = std::fs::metadata(&log).unwrap().len();
+        assert!(after < before / 3, "{before} -> {after}");
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.record("report").unwrap().key.0[0], 3);
     }
 
     #[test]
