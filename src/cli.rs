@@ -346,7 +346,11 @@ fn build_command(g: &Global, catalog: &Builtins, targets: &[String]) -> Result<i
         );
         (graph, store)
     });
-    build(&graph?, catalog, g, targets, lock, store?, &context)
+    let graph = graph?;
+    let result = build(&graph, catalog, g, targets, lock, store?, &context);
+    // Freeing thousands of targets one by one is work the process exit does for free.
+    std::mem::forget(graph);
+    result
 }
 
 fn build(
@@ -411,6 +415,8 @@ fn build(
     if s.failed == 0 {
         write_stamp(&planner, &selected, context)?;
     }
+    // As for the graph: the process exit frees the replayed state at no cost.
+    std::mem::forget(planner);
     if s.failed > 0 {
         return Err(Error::BuildFailed {
             failed: s.failed,

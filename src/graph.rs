@@ -179,6 +179,9 @@ struct Builder<'a> {
     spans: Vec<Range<usize>>,
     /// Parsed `[recipes]` declarations by target kind.
     kind_decls: HashMap<String, (RecipeDecl, Range<usize>)>,
+    /// The parameters a condition kind's external command reads, once checked (the same for
+    /// every condition).
+    command_params: HashMap<String, BTreeSet<String>>,
 }
 
 impl Graph {
@@ -288,6 +291,7 @@ impl Graph {
             index: HashMap::new(),
             spans: Vec::new(),
             kind_decls: HashMap::new(),
+            command_params: HashMap::new(),
         };
 
         // Probes and objects, in an order where referenced probes come first.
@@ -603,10 +607,72 @@ impl<'a> Builder<'a> {
                 output,
                 params: extra,
             } => {
-                let mut names: BTreeSet<String> = extra.iter().cloned().collect();
-                for arg in argv {
-                    for ph in placeholders(arg) {
-                        match ph.as_str() {
+                let cached = match gridsize {
+                    Some(_) => self.command_params.get(kind).cloned(),
+                    None => None,
+                };
+                let names = match cached {
+                    Some(n) => n,
+                    None => {
+                        let n = self.command_names(argv, extra, gridsize, provided, what, &span)?;
+                        if gridsize.is_some() {
+                            self.command_params.insert(kind.to_string(), n.clone());
+                        }
+                        n
+                    }
+                };
+                for n in &names {
+                    let v = if n == "gridsize" {
+                        Value::Int(gridsize.unwrap_or_default())
+                    } else {
+                        self.resolve(kind, n, own, None, what, span.clone())?
+                    };
+                    params.insert(n.clone(), v);
+                }
+                let ext = match output.as_deref() {
+                    Some("dir") => None,
+                    Some(e) if !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                        Some(e.to_string())
+                    }
+                    Some(e) => {
+                        return Err(self.sf.error(
+                            span,
+                            format!("{what}: `output` must be \"dir\" or a file extension like \"npz\", found {e:?}"),
+                        ))
+                    }
+                    None => match default_output {
+                        OutputKind::Dir => None,
+                        OutputKind::File(e) => Some(e.to_string()),
+                    },
+                };
+                Ok((
+                    Recipe::Command {
+                        argv: argv.clone(),
+                        version: version.clone(),
+                    },
+                    params,
+                    ext,
+                ))
+            }
+        }
+    }
+
+    /// The parameters an external command reads (its placeholders and declared `params`),
+    /// checking every placeholder against what the target has.
+    fn command_names(
+        &self,
+        argv: &[String],
+        extra: &[String],
+        gridsize: Option<i64>,
+        provided: &[String],
+        what: &str,
+        span: &Range<usize>,
+    ) -> Result<BTreeSet<String>> {
+        let span = span.clone();
+        let mut names: BTreeSet<String> = extra.iter().cloned().collect();
+        for arg in argv {
+            for ph in placeholders(arg) {
+                match ph.as_str() {
                             "output" | "report" | "target" | "condition" => {}
                             "gridsize" if gridsize.is_none() => {
                                 return Err(self.sf.error(
@@ -642,46 +708,13 @@ impl<'a> Builder<'a> {
                                 ))
                             }
                         }
-                    }
-                }
-                if gridsize.is_some() {
-                    names.insert("gridsize".into());
-                    names.insert("seed".into());
-                }
-                for n in &names {
-                    let v = if n == "gridsize" {
-                        Value::Int(gridsize.unwrap_or_default())
-                    } else {
-                        self.resolve(kind, n, own, None, what, span.clone())?
-                    };
-                    params.insert(n.clone(), v);
-                }
-                let ext = match output.as_deref() {
-                    Some("dir") => None,
-                    Some(e) if !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric()) => {
-                        Some(e.to_string())
-                    }
-                    Some(e) => {
-                        return Err(self.sf.error(
-                            span,
-                            format!("{what}: `output` must be \"dir\" or a file extension like \"npz\", found {e:?}"),
-                        ))
-                    }
-                    None => match default_output {
-                        OutputKind::Dir => None,
-                        OutputKind::File(e) => Some(e.to_string()),
-                    },
-                };
-                Ok((
-                    Recipe::Command {
-                        argv: argv.clone(),
-                        version: version.clone(),
-                    },
-                    params,
-                    ext,
-                ))
             }
         }
+        if gridsize.is_some() {
+            names.insert("gridsize".into());
+            names.insert("seed".into());
+        }
+        Ok(names)
     }
 
     fn add_artifacts(
@@ -788,7 +821,8 @@ impl<'a> Builder<'a> {
     fn conditions(&mut self) -> Result<Vec<Condition>> {
         let raw = &self.sf.raw;
         let mut out: Vec<Condition> = Vec::new();
-        let mut spans: Vec<Range<usize>> = Vec::new();
+        // Name -> index in `out` (a study may have thousands of conditions).
+        let mut by_name: HashMap<String, usize> = HashMap::new();
         if let Some(m) = &raw.matrix {
             let mat = m.get_ref();
             let pattern = mat
@@ -827,27 +861,26 @@ impl<'a> Builder<'a> {
                             format!("[matrix]: condition name {name:?} must be letters, digits, `_`, `-` or `.`"),
                         ));
                     }
-                    if let Some(k) = out.iter().position(|c| c.name == name) {
-                        let _ = &spans[k];
+                    if by_name.contains_key(&name) {
                         return Err(self.sf.error(
                             p.span(),
                             format!("[matrix]: duplicate condition name `{name}` (check `name` and the lists)"),
                         ));
                     }
+                    by_name.insert(name.clone(), out.len());
                     out.push(Condition {
                         name,
                         gridsize: *g.get_ref(),
                         probe: p.get_ref().clone(),
                         object: object.get_ref().clone(),
                     });
-                    spans.push(p.span());
                 }
             }
         }
         // Conditions declared or overridden one by one.
         for (name, table) in &raw.conditions {
             let t = table.get_ref();
-            if let Some(c) = out.iter_mut().find(|c| &c.name == name) {
+            if by_name.contains_key(name) {
                 for key in ["gridsize", "probe", "object"] {
                     if let Some(v) = t.get(key) {
                         return Err(self.sf.error(
@@ -856,7 +889,6 @@ impl<'a> Builder<'a> {
                         ));
                     }
                 }
-                let _ = c;
                 continue;
             }
             if !valid_name(name) {

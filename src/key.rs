@@ -171,31 +171,46 @@ struct Encoded<'a> {
     schema: u32,
     recipe: &'a RecipeMaterial,
     output: &'a str,
-    params: BTreeMap<&'a str, KeyValue<'a>>,
+    params: KeyParams<'a>,
     inputs: &'a BTreeMap<String, Digest>,
 }
 
+/// The parameters as a map of [`KeyValue`]s, in the order of their names (a `BTreeMap`'s own).
+struct KeyParams<'a>(&'a Params);
+
+impl Serialize for KeyParams<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k.as_str(), KeyValue::from(v))))
+    }
+}
+
 impl KeyMaterial {
-    /// The canonical bytes hashed into the key.
-    pub fn encode(&self) -> Vec<u8> {
-        let enc = Encoded {
+    fn encoded(&self) -> Encoded<'_> {
+        Encoded {
             schema: KEY_SCHEMA,
             recipe: &self.recipe,
             output: &self.output,
-            params: self
-                .params
-                .iter()
-                .map(|(k, v)| (k.as_str(), KeyValue::from(v)))
-                .collect(),
+            params: KeyParams(&self.params),
             inputs: &self.inputs,
-        };
-        let config = bincode::config::standard()
-            .with_big_endian()
-            .with_fixed_int_encoding();
-        bincode::serde::encode_to_vec(&enc, config).expect("key material always encodes")
+        }
     }
 
-    /// The key.
+    fn config() -> impl bincode::config::Config {
+        bincode::config::standard()
+            .with_big_endian()
+            .with_fixed_int_encoding()
+    }
+
+    /// The canonical bytes hashed into the key.
+    pub fn encode(&self) -> Vec<u8> {
+        // Most materials encode to a few hundred bytes: one allocation, no regrowth.
+        let mut out = Vec::with_capacity(1024);
+        bincode::serde::encode_into_std_write(self.encoded(), &mut out, Self::config())
+            .expect("key material always encodes");
+        out
+    }
+
+    /// The key: blake3 of [`KeyMaterial::encode`].
     pub fn key(&self) -> Digest {
         Digest(*blake3::hash(&self.encode()).as_bytes())
     }

@@ -204,15 +204,15 @@ impl<'a> Planner<'a> {
         let mut reasons = Vec::new();
         if let Some(rec) = self.store.record(&t.name) {
             if rec.key == key {
-                // Check a copy of the file list only; the whole record is cloned only when its
-                // stat fields need refreshing.
-                let mut files = rec.files.clone();
+                // The record is cloned only when its stat fields need refreshing.
+                let mut files: Option<Vec<_>> = None;
                 let output = rec.output;
                 let problem = match std::fs::symlink_metadata(&dest) {
                     Ok(meta) => Store::check_files(
                         &dest,
                         &meta,
                         rec.material.output == "dir",
+                        &rec.files,
                         &mut files,
                         self.full_check,
                     )?,
@@ -223,7 +223,7 @@ impl<'a> Planner<'a> {
                 };
                 match problem {
                     None => {
-                        if files != rec.files {
+                        if let Some(files) = files {
                             let rec2 = Record {
                                 files,
                                 ..rec.clone()
@@ -525,7 +525,10 @@ pub fn build(
                     }
                 };
                 let a = planner.assess(i, &material)?;
-                let key = material.key();
+                let key = match a.key {
+                    Some(k) => k,
+                    None => material.key(),
+                };
                 progressed = true;
                 match a.action {
                     Action::Fresh => {

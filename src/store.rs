@@ -620,17 +620,24 @@ impl Store {
             Err(e) => return Err(Error::io(path, e)),
         };
         let is_dir = record.material.output == "dir";
-        Self::check_files(path, &meta, is_dir, &mut record.files, full)
+        let mut updated = None;
+        let problem = Self::check_files(path, &meta, is_dir, &record.files, &mut updated, full)?;
+        if let Some(files) = updated {
+            record.files = files;
+        }
+        Ok(problem)
     }
 
     /// [`Store::check_output`] on a record's file list alone, given the output's metadata (so a
-    /// caller need not clone the whole record to check it, and a single-file output is not
-    /// stat'ed twice).
+    /// caller need not clone the record to check it, and a single-file output is not stat'ed
+    /// twice). When the bytes are intact but some stat fields moved, `updated` receives the file
+    /// list with the new stat fields.
     pub fn check_files(
         path: &Path,
         meta: &std::fs::Metadata,
         is_dir: bool,
-        files: &mut [FileRecord],
+        files: &[FileRecord],
+        updated: &mut Option<Vec<FileRecord>>,
         full: bool,
     ) -> Result<Option<OutputProblem>> {
         if meta.is_dir() != is_dir || meta.file_type().is_symlink() {
@@ -647,7 +654,7 @@ impl Store {
                 return Ok(Some(OutputProblem::Modified(path.to_path_buf())));
             }
         }
-        for f in files.iter_mut() {
+        for (n, f) in files.iter().enumerate() {
             let p = if f.rel.is_empty() {
                 path.to_path_buf()
             } else {
@@ -666,7 +673,10 @@ impl Store {
             if st.0 != f.size || digest_file(&p)? != f.digest {
                 return Ok(Some(OutputProblem::Modified(p)));
             }
-            (f.size, f.mtime_ns, f.ino) = st;
+            if st != (f.size, f.mtime_ns, f.ino) {
+                let u = updated.get_or_insert_with(|| files.to_vec());
+                (u[n].size, u[n].mtime_ns, u[n].ino) = st;
+            }
         }
         Ok(None)
     }
