@@ -40,6 +40,7 @@
 
 pub mod artifact;
 pub mod groups;
+pub mod kernels;
 pub mod network;
 pub mod physics;
 pub mod pinn;
