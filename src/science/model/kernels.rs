@@ -118,8 +118,15 @@ fn par_filled<T: Send>(
 }
 
 fn write_from<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        d.write(*s);
+    assert_eq!(dst.len(), src.len());
+    // SAFETY: MaybeUninit<T> has T's layout, both ranges have dst.len() elements (asserted), and
+    // they do not overlap (a shared and a mutable borrow).
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<T>(), dst.len()) }
+}
+
+fn write_zeros<T: WithDType>(dst: &mut [MaybeUninit<T>]) {
+    for e in dst {
+        e.write(T::zero());
     }
 }
 
@@ -131,15 +138,25 @@ fn im2col<T: WithDType>(x: &[T], (b, h, w, cin): (usize, usize, usize, usize)) -
         let (bi, y) = (by / h, by % h);
         for xo in 0..w {
             for ky in 0..3 {
+                // Taps (ky, 0..3) are three neighbouring pixels: one copy when all are inside.
+                let d = &mut dst[xo * row + ky * 3 * cin..][..3 * cin];
+                let yy = y + ky;
+                if !(1..=h).contains(&yy) {
+                    write_zeros(d);
+                    continue;
+                }
+                let src_row = &x[(bi * h + yy - 1) * w * cin..][..w * cin];
+                if xo >= 1 && xo + 1 < w {
+                    write_from(d, &src_row[(xo - 1) * cin..][..3 * cin]);
+                    continue;
+                }
                 for kx in 0..3 {
-                    let d = &mut dst[xo * row + (ky * 3 + kx) * cin..][..cin];
-                    let (yy, xx) = (y + ky, xo + kx);
-                    if (1..=h).contains(&yy) && (1..=w).contains(&xx) {
-                        write_from(d, &x[((bi * h + yy - 1) * w + xx - 1) * cin..][..cin]);
+                    let dk = &mut d[kx * cin..][..cin];
+                    let xx = xo + kx;
+                    if (1..=w).contains(&xx) {
+                        write_from(dk, &src_row[(xx - 1) * cin..][..cin]);
                     } else {
-                        for e in d {
-                            e.write(T::zero());
-                        }
+                        write_zeros(dk);
                     }
                 }
             }
@@ -264,9 +281,37 @@ fn conv_bwd<T: WithDType>(
     // dw (9 Cin x Cout) = col^T g.
     let mut dw = vec![T::zero(); k * cout];
     matmul((k, cout, m), &mut dw, false, &col, (1, k), &g, (cout, 1));
-    // dcol (M x 9 Cin) = g w^T, written over col, then folded back onto the pixels.
-    matmul((m, k, cout), &mut col, false, &g, (cout, 1), w, (1, cout));
-    let dx = col2im(&col, (b, h, wd, cin));
+    let dx = if cout <= 2 * cin {
+        // The adjoint of a stride-1 'same' 3x3 convolution is the 'same' convolution of g with
+        // the flipped, transposed kernel: wf[(8 - t) * Cout + co, ci] = w[t * Cin + ci, co]
+        // for tap t = ky * 3 + kx. One im2col of g and one gemm with K = 9 Cout.
+        drop(col);
+        let mut wf = vec![T::zero(); 9 * cout * cin];
+        for t in 0..9 {
+            for ci in 0..cin {
+                for co in 0..cout {
+                    wf[((8 - t) * cout + co) * cin + ci] = w[(t * cin + ci) * cout + co];
+                }
+            }
+        }
+        let gcol = im2col(&g, (b, h, wd, cout));
+        let mut dx = vec![T::zero(); m * cin];
+        matmul(
+            (m, cin, 9 * cout),
+            &mut dx,
+            false,
+            &gcol,
+            (9 * cout, 1),
+            &wf,
+            (cin, 1),
+        );
+        dx
+    } else {
+        // Few input channels (the first layer): dcol (M x 9 Cin) = g w^T, written over col, then
+        // folded back onto the pixels; smaller than g's im2col.
+        matmul((m, k, cout), &mut col, false, &g, (cout, 1), w, (1, cout));
+        col2im(&col, (b, h, wd, cin))
+    };
     (dx, dw, db)
 }
 
@@ -358,14 +403,12 @@ pub fn conv3x3_fused(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Result<T
 /// 2x2 max pooling with stride 2 (see [`max_pool2`]).
 struct MaxPool2;
 
-/// Index (in the NHWC input) of the winner of window `(bi, y, x)` channel `ch`: the first
-/// maximum in row-major window order (as TensorFlow).
+/// Which of a window's four values `[v00, v01, v10, v11]` wins: the first maximum in row-major
+/// window order (as TensorFlow).
 #[inline]
-fn pool_winner<T: WithDType>(v: &[T], (h, w, c): (usize, usize, usize), i: [usize; 4]) -> usize {
-    let [bi, y, x, ch] = i;
-    let mut best = ((bi * h + 2 * y) * w + 2 * x) * c + ch;
-    for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-        let k = ((bi * h + 2 * y + dy) * w + 2 * x + dx) * c + ch;
+fn pool_winner<T: WithDType>(v: [T; 4]) -> usize {
+    let mut best = 0;
+    for k in 1..4 {
         if v[k] > v[best] {
             best = k;
         }
@@ -373,13 +416,26 @@ fn pool_winner<T: WithDType>(v: &[T], (h, w, c): (usize, usize, usize), i: [usiz
     best
 }
 
+/// The four input rows of channels under output pixel `(bi, y, xo)`, as offsets in the NHWC
+/// input, in row-major window order.
+#[inline]
+fn pool_offsets(
+    (bi, y, xo): (usize, usize, usize),
+    (h, w, c): (usize, usize, usize),
+) -> [usize; 4] {
+    let i00 = ((bi * h + 2 * y) * w + 2 * xo) * c;
+    [i00, i00 + c, i00 + w * c, i00 + w * c + c]
+}
+
 fn pool_fwd<T: WithDType>(x: &[T], (b, h, w, c): (usize, usize, usize, usize)) -> Vec<T> {
     let (h2, w2) = (h / 2, w / 2);
     par_filled(b * h2 * w2 * c, w2 * c, |by, dst| {
         let (bi, y) = (by / h2, by % h2);
         for xo in 0..w2 {
-            for ch in 0..c {
-                dst[xo * c + ch].write(x[pool_winner(x, (h, w, c), [bi, y, xo, ch])]);
+            let [a, bb, cc, d] = pool_offsets((bi, y, xo), (h, w, c)).map(|o| &x[o..][..c]);
+            for (ch, out) in dst[xo * c..][..c].iter_mut().enumerate() {
+                let v = [a[ch], bb[ch], cc[ch], d[ch]];
+                out.write(v[pool_winner(v)]);
             }
         }
     })
@@ -395,9 +451,12 @@ fn pool_bwd<T: WithDType>(x: &[T], g: &[T], (b, h, w, c): (usize, usize, usize, 
             let (bi, y) = (by / h2, by % h2);
             let base = (bi * h + 2 * y) * w * c;
             for xo in 0..w2 {
+                let offs = pool_offsets((bi, y, xo), (h, w, c));
+                let [a, bb, cc, d] = offs.map(|o| &x[o..][..c]);
+                let gr = &g[((bi * h2 + y) * w2 + xo) * c..][..c];
                 for ch in 0..c {
-                    let k = pool_winner(x, (h, w, c), [bi, y, xo, ch]);
-                    dst[k - base] = g[((bi * h2 + y) * w2 + xo) * c + ch];
+                    let k = pool_winner([a[ch], bb[ch], cc[ch], d[ch]]);
+                    dst[offs[k] - base + ch] = gr[ch];
                 }
             }
         });
@@ -626,50 +685,58 @@ mod tests {
 
     #[test]
     fn conv3x3_forward_and_gradients_match_candle_autodiff() {
-        for relu in [false, true] {
-            let x = rand_var(&[2, 6, 5, 3], 1);
-            let w = rand_var(&[27, 4], 2);
-            let b = rand_var(&[4], 3);
-            let r = rand_var(&[2, 6, 5, 4], 4);
-            let got = conv3x3_fused(&x, &w, &b, relu).unwrap();
-            let want = conv_reference(&x, &w, &b, relu);
-            assert!(max_abs_diff(&got, &want) < 1e-12);
-            let gg = (got * r.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gw = (want * r.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            for v in [&x, &w, &b] {
-                let e = max_abs_diff(gg.get(v).unwrap(), gw.get(v).unwrap());
-                assert!(e < 1e-12, "relu {relu}: gradient differs by {e}");
+        // (Cin, Cout) = (3, 4) takes the flipped-kernel input gradient, (1, 5) the col2im one.
+        for (cin, cout) in [(3, 4), (1, 5)] {
+            for relu in [false, true] {
+                let x = rand_var(&[2, 6, 5, cin], 1);
+                let w = rand_var(&[9 * cin, cout], 2);
+                let b = rand_var(&[cout], 3);
+                let r = rand_var(&[2, 6, 5, cout], 4);
+                let got = conv3x3_fused(&x, &w, &b, relu).unwrap();
+                let want = conv_reference(&x, &w, &b, relu);
+                assert!(max_abs_diff(&got, &want) < 1e-12);
+                let gg = (got * r.as_tensor())
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let gw = (want * r.as_tensor())
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                for v in [&x, &w, &b] {
+                    let e = max_abs_diff(gg.get(v).unwrap(), gw.get(v).unwrap());
+                    assert!(
+                        e < 1e-12,
+                        "{cin}->{cout} relu {relu}: gradient differs by {e}"
+                    );
+                }
             }
         }
     }
 
     #[test]
     fn conv3x3_gradients_match_finite_differences() {
-        for relu in [false, true] {
-            let vars = [
-                rand_var(&[2, 5, 4, 2], 11),
-                rand_var(&[18, 3], 12),
-                rand_var(&[3], 13),
-            ];
-            let r = rand_var(&[2, 5, 4, 3], 14).as_tensor().clone();
-            check_finite_differences(
-                &vars,
-                |t| {
-                    let y = conv3x3_fused(&t[0], &t[1], &t[2], relu).unwrap();
-                    (y * &r).unwrap().sum_all().unwrap()
-                },
-                15,
-            );
+        for (cin, cout) in [(2, 3), (1, 4)] {
+            for relu in [false, true] {
+                let vars = [
+                    rand_var(&[2, 5, 4, cin], 11),
+                    rand_var(&[9 * cin, cout], 12),
+                    rand_var(&[cout], 13),
+                ];
+                let r = rand_var(&[2, 5, 4, cout], 14).as_tensor().clone();
+                check_finite_differences(
+                    &vars,
+                    |t| {
+                        let y = conv3x3_fused(&t[0], &t[1], &t[2], relu).unwrap();
+                        (y * &r).unwrap().sum_all().unwrap()
+                    },
+                    15,
+                );
+            }
         }
     }
 
