@@ -117,7 +117,7 @@ impl Builtins {
             (
                 RecipeInfo {
                     name: "pinn",
-                    version: 1,
+                    version: 2,
                     params: vec![
                         p("gridsize", None, "patterns per group side (C = gridsize^2)"),
                         p("seed", None, "weights, shuffling and validation split seed"),

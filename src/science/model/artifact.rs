@@ -332,11 +332,7 @@ pub fn load_safetensors(path: &Path) -> Result<Loaded> {
     let physics = Physics::new(&probe, gridsize, DType::F32)
         .map_err(|e| Error::data(path, format!("unusable probe: {e}")))?;
     let model = Pinn {
-        net: Network {
-            shape,
-            convs,
-            cache: Default::default(),
-        },
+        net: Network { shape, convs },
         log_scale: Var::from_vec(ls, 1, &dev).map_err(ce)?,
         physics,
         probe,

@@ -1,7 +1,9 @@
 //! The physics-informed neural network (reference section 7): training without labels and
 //! prediction of object patches.
 //!
-//! * [`network`]: encoder and decoders (convolutions as im2col + matmul on candle).
+//! * [`network`]: encoder and decoders.
+//! * [`kernels`]: convolution (im2col + gemm), pooling and upsampling as candle custom ops with
+//!   their local backward passes.
 //! * [`physics`]: reassembly, probe, centred far field (differentiable, constant operators).
 //! * [`groups`]: the grouped, normalised view of a dataset.
 //! * [`pinn`]: the model, the Poisson loss and training.
@@ -14,24 +16,17 @@
 //!
 //! Cost (measured with `bench/train.sh`, N = 64, batch 16, 2 threads, on a 2-core machine that
 //! other jobs were loading to a load average of about 8-9, so wall-clock figures are pessimistic
-//! and CPU time is the better guide): one training step (forward, backward, Adam) costs 0.93
-//! CPU-seconds per batch for gridsize 1 and 1.11 for gridsize 2 at `n_filters_scale` 1, 2.40 and
-//! 2.78 at 2; wall clock under that load 8.8 / 7.1 / 3.8 / 3.2 groups per second; peak RSS
-//! 0.8-0.9 GiB at scale 1 and 1.6-1.7 GiB at scale 2. On two idle cores that bounds the
-//! throughput between 17 and 34 groups/s (gridsize 1, scale 1). About 35-40% of the time is
-//! candle's matmul, the rest its single-threaded element-wise passes (backprop's zero-initialised
-//! gradient accumulators, ReLU, bias) over the 64 x 64 x 32f activations and 9x im2col buffers.
+//! and CPU time is the better guide; see bench/README.md): one training step (forward,
+//! backward, Adam) costs 0.41 CPU-seconds per batch for gridsize 1 and 0.52 for gridsize 2 at
+//! `n_filters_scale` 1, 1.21 and 1.33 at 2 (before the custom kernels of [`kernels`]: 0.85,
+//! 1.04, 2.34, 2.58); peak RSS 0.2-0.45 GiB. About half of it is gemm (AVX-512 where the CPU has
+//! it), the rest the im2col gathers, pooling and candle's element-wise passes.
 //!
-//! Profiles (at `n_filters_scale` 1; estimates from the CPU time above for an otherwise idle
-//! 2-core machine, about 0.6 s per batch of 16 groups):
-//! * quick: 512 patterns, 5 epochs: about 31 batches per epoch, 20 s per epoch, under 2 minutes
-//!   per condition (about 7 minutes for the four models). The loss falls visibly in the first
-//!   epoch.
-//! * default: 1024 patterns, 15 epochs: about 40 s per epoch, 10 minutes per model, 40 minutes
-//!   for the 2x2 study.
-//! * reference size (5000 images, 50 epochs, `n_filters_scale` 2): about 300 batches x 1.4 s x 50
-//!   = 6 hours per model on 2 cores; this is GPU work. The code runs on candle's CPU device only
-//!   (no `cuda` feature is declared: the tensors are created on `Device::Cpu` throughout).
+//! Profiles (at `n_filters_scale` 1): quick (512 patterns, 5 epochs) and default (1024
+//! patterns, 15 epochs); see bench/README.md for measured times per model. The reference size
+//! (5000 images, 50 epochs, `n_filters_scale` 2) is about 300 batches x 0.6 s x 50 = 2.5 hours
+//! per model on 2 idle cores; this is GPU work. The code runs on candle's CPU device only (no
+//! `cuda` feature is declared: the tensors are created on `Device::Cpu` throughout).
 //!
 //! Reproducibility: weights, shuffling and the validation split follow the seed only, so two
 //! trainings with the same seed on the same machine and thread count give identical weights
@@ -40,6 +35,7 @@
 
 pub mod artifact;
 pub mod groups;
+pub mod kernels;
 pub mod network;
 pub mod physics;
 pub mod pinn;

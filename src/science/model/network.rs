@@ -1,12 +1,12 @@
 //! The convolutional part of the PINN (reference section 7.3 steps 2-4): encoder, amplitude and
 //! phase decoders, as candle `Var`s with Glorot-uniform weights drawn from a seeded ChaCha RNG.
 //!
-//! Layout is NHWC throughout: a batch is `(B, H, W, channels)`. A 3x3 'same' convolution is
-//! written as im2col built from candle ops (zero pad, nine `narrow`s, one `cat`) followed by one
-//! matrix product with the `(9 * Cin, Cout)` weight, so candle's autodiff differentiates it and
-//! the work lands in candle's (fast) matmul rather than its (slow) conv2d backward. Max pooling and
-//! nearest upsampling are reshapes plus `max` / `broadcast_as`.
+//! Layout is NHWC throughout: a batch is `(B, H, W, channels)`. Each 3x3 'same' convolution (with
+//! its bias and ReLU), max pooling and upsampling is one candle custom op from [`super::kernels`]
+//! (im2col + one gemm for the convolution, with a local backward tested against finite
+//! differences); candle's autodiff chains them.
 
+pub use super::kernels::{conv3x3_fused, max_pool2, upsample2};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -94,155 +94,22 @@ pub struct Conv {
 }
 
 impl Conv {
-    /// Apply to `(B, H, W, Cin)`, giving `(B, H, W, Cout)`.
-    pub fn forward(&self, x: &Tensor, cache: &IndexCache) -> candle_core::Result<Tensor> {
-        conv3x3_cached(x, self.weight.as_tensor(), self.bias.as_tensor(), cache)
+    /// Apply to `(B, H, W, Cin)`, giving `(B, H, W, Cout)`, followed by a ReLU if `relu`.
+    pub fn forward(&self, x: &Tensor, relu: bool) -> candle_core::Result<Tensor> {
+        conv3x3_fused(x, self.weight.as_tensor(), self.bias.as_tensor(), relu)
     }
 }
 
-/// Gather indices of a 3x3 'same' im2col for `(B, H, W)` images: for output pixel `p` and tap
-/// `k = ky * 3 + kx`, entry `9 p + k` is the row of the input pixel `(y + ky - 1, x + kx - 1)` in
-/// the `(B H W, Cin)` view, or `u32::MAX` (candle's "zero row") outside the image.
-fn im2col_index(b: usize, h: usize, w: usize) -> Vec<u32> {
-    let mut idx = Vec::with_capacity(b * h * w * 9);
-    for bi in 0..b {
-        for y in 0..h {
-            for x in 0..w {
-                for ky in 0..3 {
-                    for kx in 0..3 {
-                        let (yy, xx) = (y + ky, x + kx);
-                        if yy < 1 || xx < 1 || yy > h || xx > w {
-                            idx.push(u32::MAX);
-                        } else {
-                            idx.push(((bi * h + yy - 1) * w + xx - 1) as u32);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    idx
-}
-
-/// Gather indices of a nearest 2x upsampling of `(B, H, W)` images (rows of the `(B H W, C)`
-/// view).
-fn upsample_index(b: usize, h: usize, w: usize) -> Vec<u32> {
-    let mut idx = Vec::with_capacity(b * h * w * 4);
-    for bi in 0..b {
-        for y in 0..2 * h {
-            for x in 0..2 * w {
-                idx.push(((bi * h + y / 2) * w + x / 2) as u32);
-            }
-        }
-    }
-    idx
-}
-
-/// Cached gather-index tensors by (kind, B, H, W).
-#[derive(Default)]
-pub struct IndexCache {
-    map: std::sync::Mutex<std::collections::HashMap<(u8, usize, usize, usize), Tensor>>,
-}
-
-impl IndexCache {
-    fn get(
-        &self,
-        kind: u8,
-        b: usize,
-        h: usize,
-        w: usize,
-        make: fn(usize, usize, usize) -> Vec<u32>,
-    ) -> candle_core::Result<Tensor> {
-        let mut map = self
-            .map
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("index cache poisoned".into()))?;
-        if let Some(t) = map.get(&(kind, b, h, w)) {
-            return Ok(t.clone());
-        }
-        let v = make(b, h, w);
-        let n = v.len();
-        let t = Tensor::from_vec(v, n, &Device::Cpu)?;
-        map.insert((kind, b, h, w), t.clone());
-        Ok(t)
-    }
-}
-
-/// A 3x3 'same' convolution: im2col as one candle `index_select` (zero rows for the padding;
-/// its gradient is one `index_add`), then one matmul. `x`: `(B, H, W, Cin)`; `w`: `(9 Cin, Cout)`;
-/// `b`: `(Cout,)`.
-pub fn conv3x3_cached(
-    x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
-    cache: &IndexCache,
-) -> candle_core::Result<Tensor> {
-    let (bsz, h, wd, cin) = x.dims4()?;
-    let cout = w.dim(1)?;
-    let idx = cache.get(0, bsz, h, wd, im2col_index)?;
-    let col = x
-        .reshape((bsz * h * wd, cin))?
-        .index_select(&idx, 0)?
-        .reshape((bsz * h * wd, 9 * cin))?;
-    col.matmul(w)?.broadcast_add(b)?.reshape((bsz, h, wd, cout))
-}
-
-/// [`conv3x3_cached`] with a throw-away cache.
+/// A 3x3 'same' convolution plus bias (no activation): `x` `(B, H, W, Cin)`, `w`
+/// `(9 Cin, Cout)`, `b` `(Cout,)`. See [`conv3x3_fused`].
 pub fn conv3x3(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    conv3x3_cached(x, w, b, &IndexCache::default())
-}
-
-/// 2x2 max pooling of `(B, H, W, C)` (H, W even): the winner of each window (the first maximum
-/// in row-major window order, as TensorFlow) is found on the values, then gathered with
-/// `index_select`, so the gradient goes to that one input like Keras' MaxPool.
-pub fn max_pool2(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, h, w, c) = x.dims4()?;
-    let v: Vec<f32> = x.detach().to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let (h2, w2) = (h / 2, w / 2);
-    let mut idx = Vec::with_capacity(b * h2 * w2 * c);
-    for bi in 0..b {
-        for y in 0..h2 {
-            for xx in 0..w2 {
-                for ch in 0..c {
-                    let mut best = ((bi * h + 2 * y) * w + 2 * xx) * c + ch;
-                    for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-                        let k = ((bi * h + 2 * y + dy) * w + 2 * xx + dx) * c + ch;
-                        if v[k] > v[best] {
-                            best = k;
-                        }
-                    }
-                    idx.push(best as u32);
-                }
-            }
-        }
-    }
-    let n = idx.len();
-    let idx = Tensor::from_vec(idx, n, &Device::Cpu)?;
-    x.flatten_all()?
-        .index_select(&idx, 0)?
-        .reshape((b, h2, w2, c))
-}
-
-/// Nearest-neighbour 2x upsampling of `(B, H, W, C)`, one `index_select` of pixel rows.
-pub fn upsample2_cached(x: &Tensor, cache: &IndexCache) -> candle_core::Result<Tensor> {
-    let (b, h, w, c) = x.dims4()?;
-    let idx = cache.get(1, b, h, w, upsample_index)?;
-    x.reshape((b * h * w, c))?
-        .index_select(&idx, 0)?
-        .reshape((b, 2 * h, 2 * w, c))
-}
-
-/// [`upsample2_cached`] with a throw-away cache.
-pub fn upsample2(x: &Tensor) -> candle_core::Result<Tensor> {
-    upsample2_cached(x, &IndexCache::default())
+    conv3x3_fused(x, w, b, false)
 }
 
 /// The encoder and the two decoders.
 pub struct Network {
     pub shape: NetShape,
     pub convs: Vec<Conv>,
-    /// Gather indices reused across batches.
-    pub cache: IndexCache,
 }
 
 /// A 64-bit stream key from a seed and a label (blake3, so streams never collide by accident).
@@ -281,11 +148,7 @@ impl Network {
                 bias: Var::from_tensor(&b).map_err(ce)?,
             });
         }
-        Ok(Network {
-            shape,
-            convs,
-            cache: IndexCache::default(),
-        })
+        Ok(Network { shape, convs })
     }
 
     /// Every trainable tensor (kernels and biases), in layer order.
@@ -316,32 +179,21 @@ impl Network {
         for i in 0..3 {
             h = self
                 .conv(&format!("encoder.{i}.conv0"))?
-                .forward(&h, &self.cache)?
-                .relu()?;
+                .forward(&h, true)?;
             h = self
                 .conv(&format!("encoder.{i}.conv1"))?
-                .forward(&h, &self.cache)?
-                .relu()?;
+                .forward(&h, true)?;
             h = max_pool2(&h)?;
         }
         let mut out = Vec::new();
         for head in ["amplitude", "phase"] {
             let mut d = h.clone();
             for i in 0..2 {
-                d = self
-                    .conv(&format!("{head}.{i}.conv0"))?
-                    .forward(&d, &self.cache)?
-                    .relu()?;
-                d = self
-                    .conv(&format!("{head}.{i}.conv1"))?
-                    .forward(&d, &self.cache)?
-                    .relu()?;
-                d = upsample2_cached(&d, &self.cache)?;
+                d = self.conv(&format!("{head}.{i}.conv0"))?.forward(&d, true)?;
+                d = self.conv(&format!("{head}.{i}.conv1"))?.forward(&d, true)?;
+                d = upsample2(&d)?;
             }
-            out.push(
-                self.conv(&format!("{head}.head"))?
-                    .forward(&d, &self.cache)?,
-            );
+            out.push(self.conv(&format!("{head}.head"))?.forward(&d, false)?);
         }
         let phase = (out[1].tanh()? * std::f64::consts::PI)?;
         let amp = (out[0].neg()?.exp()? + 1.0)?.recip()?;
