@@ -7,10 +7,13 @@
 
 use ndarray::{Array3, ArrayViewMut2, Axis};
 use num_complex::Complex32;
+use rand::RngCore;
 use rayon::prelude::*;
 use std::time::Instant;
 use studymake::science::fft::Fft2;
-use studymake::science::simulate::{simulate, SimParams};
+use studymake::science::simulate::{
+    pattern_rng, poisson, poisson_fill, simulate, PoissonScratch, SimParams,
+};
 use studymake::science::{object, probe};
 
 /// CPU seconds used by this process so far (all threads): robust on a shared, loaded machine.
@@ -89,10 +92,60 @@ fn main() {
     println!("simulate_over_fft {:.2}", t_sim / t_fft);
     let mut quiet = prm.clone();
     quiet.noise = false;
-    let (t_quiet, c_quiet, _) = best_of(reps, || simulate(&obj, &pr, &quiet).expect("simulate"));
+    let (t_quiet, c_quiet, dq) = best_of(reps, || simulate(&obj, &pr, &quiet).expect("simulate"));
     println!("simulate_noise_free_s {t_quiet:.4}");
     println!("simulate_noise_free_over_fft {:.2}", t_quiet / t_fft);
     println!("simulate_noise_free_over_fft_cpu {:.2}", c_quiet / c_fft);
+
+    // The noise alone: one thread drawing Poisson(lambda) for the first patterns' real lambdas
+    // (lambda = (s * noise-free amplitude)^2), and the ChaCha8 stream alone for scale.
+    let s = dq.intensity_scale;
+    let m = n.min(500);
+    let lams: Vec<f64> = dq
+        .diffraction
+        .iter()
+        .take(m * 64 * 64)
+        .map(|a| (*a as f64 * s).powi(2))
+        .collect();
+    let mut work = lams.clone();
+    let mut scratch = PoissonScratch::default();
+    let (_, c_pois, total) = best_of(reps, || {
+        work.copy_from_slice(&lams);
+        for (k, pat) in work.chunks_mut(64 * 64).enumerate() {
+            poisson_fill(&mut pattern_rng(42, k), pat, &mut scratch);
+        }
+        work.iter().sum::<f64>()
+    });
+    let (_, c_scalar, _) = best_of(reps, || {
+        let mut t = 0.0;
+        for (k, pat) in lams.chunks(64 * 64).enumerate() {
+            let mut rng = pattern_rng(42, k);
+            for l in pat {
+                t += poisson(&mut rng, *l);
+            }
+        }
+        t
+    });
+    println!(
+        "poisson_scalar_ns_per_pixel {:.2}",
+        c_scalar * 1e9 / lams.len() as f64
+    );
+    let small = lams.iter().filter(|l| **l < 10.0).count() as f64 / lams.len() as f64;
+    println!("poisson_lambda_below_10_fraction {small:.3}");
+    println!(
+        "poisson_ns_per_pixel {:.2}",
+        c_pois * 1e9 / lams.len() as f64
+    );
+    println!("poisson_check {total:.6e}");
+    let (_, c_rng, _) = best_of(reps, || {
+        let mut rng = pattern_rng(42, 0);
+        let mut x = 0u64;
+        for _ in 0..lams.len() {
+            x ^= rng.next_u64();
+        }
+        x
+    });
+    println!("chacha8_ns_per_u64 {:.2}", c_rng * 1e9 / lams.len() as f64);
 
     // Including saving the dataset.
     let path = out_dir.join("bench_simulate.npz");
