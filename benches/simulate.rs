@@ -61,6 +61,25 @@ fn main() {
 
     let obj = object::lines_object(224, 400, 0.1, 1).expect("object");
     let pr = probe::default_probe(64);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("poisson") {
+        // Only the noise of n patterns, once (for callgrind: instruction and branch-miss counts
+        // per pixel do not depend on the machine's load).
+        let mut quiet = SimParams::new(n, 1e9, 42, 1);
+        quiet.noise = false;
+        let d = simulate(&obj, &pr, &quiet).expect("simulate");
+        let s = d.intensity_scale;
+        let mut lams: Vec<f64> = d
+            .diffraction
+            .iter()
+            .map(|a| (*a as f64 * s).powi(2))
+            .collect();
+        let mut scratch = PoissonScratch::default();
+        for (k, pat) in lams.chunks_mut(64 * 64).enumerate() {
+            poisson_fill(&mut pattern_rng(42, k), pat, &mut scratch);
+        }
+        println!("poisson_check {:.6e}", lams.iter().sum::<f64>());
+        return;
+    }
     // The inputs, for bench/simulate_numpy.py to use the same object and probe.
     object::save_object(&out_dir.join("bench_object.npz"), &obj, 1).expect("save object");
     probe::save_probe(&out_dir.join("bench_probe.npy"), &pr).expect("save probe");
@@ -81,6 +100,19 @@ fn main() {
     println!("fft_only_s {t_fft:.4}");
     println!("fft_only_cpu_s {c_fft:.4}");
     println!("fft_only_patterns_per_s {:.0}", n as f64 / t_fft);
+    // (a') The same transforms as the simulation does them: rows batched, one transpose, columns
+    // batched, spectrum left transposed (Fft2::forward_transposed): the tighter floor.
+    let flat = data.as_slice_mut().expect("standard layout");
+    let (t_fft_t, c_fft_t, _) = best_of(reps, || {
+        flat.par_chunks_mut(64 * 64).for_each_init(
+            || (vec![Complex32::new(0.0, 0.0); 64 * 64], Vec::new()),
+            |(out, scratch), a| {
+                plan.forward_transposed(a, out, scratch).expect("shape");
+            },
+        );
+    });
+    println!("fft_transposed_only_s {t_fft_t:.4}");
+    println!("fft_transposed_only_cpu_s {c_fft_t:.4}");
 
     // Simulation with and without noise.
     let prm = SimParams::new(n, 1e9, 42, 1);
@@ -90,12 +122,18 @@ fn main() {
     println!("simulate_over_fft_cpu {:.2}", c_sim / c_fft);
     println!("simulate_patterns_per_s {:.0}", n as f64 / t_sim);
     println!("simulate_over_fft {:.2}", t_sim / t_fft);
+    println!("simulate_over_fft_transposed {:.2}", t_sim / t_fft_t);
+    println!("simulate_over_fft_transposed_cpu {:.2}", c_sim / c_fft_t);
     let mut quiet = prm.clone();
     quiet.noise = false;
     let (t_quiet, c_quiet, dq) = best_of(reps, || simulate(&obj, &pr, &quiet).expect("simulate"));
     println!("simulate_noise_free_s {t_quiet:.4}");
     println!("simulate_noise_free_over_fft {:.2}", t_quiet / t_fft);
     println!("simulate_noise_free_over_fft_cpu {:.2}", c_quiet / c_fft);
+    println!(
+        "simulate_noise_free_over_fft_transposed_cpu {:.2}",
+        c_quiet / c_fft_t
+    );
 
     // The noise alone: one thread drawing Poisson(lambda) for the first patterns' real lambdas
     // (lambda = (s * noise-free amplitude)^2), and the ChaCha8 stream alone for scale.
