@@ -61,6 +61,24 @@ fn main() {
 
     let obj = object::lines_object(224, 400, 0.1, 1).expect("object");
     let pr = probe::default_probe(64);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("classes") {
+        // ns per pixel of poisson_fill for patterns of one lambda, per lambda.
+        let mut scratch = PoissonScratch::default();
+        for lam in [0.0, 0.05, 0.5, 3.0, 9.0, 11.0, 30.0, 1000.0, 1e6] {
+            let mut v = vec![lam; 64 * 64];
+            let (_, c, _) = best_of(3, || {
+                for k in 0..200 {
+                    v.fill(lam);
+                    poisson_fill(&mut pattern_rng(1, k), &mut v, &mut scratch);
+                }
+            });
+            println!(
+                "lambda {lam} ns_per_pixel {:.2}",
+                c * 1e9 / (200.0 * 4096.0)
+            );
+        }
+        return;
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("poisson") {
         // Only the noise of n patterns, once (for callgrind: instruction and branch-miss counts
         // per pixel do not depend on the machine's load).
