@@ -64,7 +64,12 @@ fn main() {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("classes") {
         // ns per pixel of poisson_fill for patterns of one lambda, per lambda.
         let mut scratch = PoissonScratch::default();
-        for lam in [0.0, 0.05, 0.5, 3.0, 9.0, 11.0, 30.0, 1000.0, 1e6] {
+        let list = std::env::var("BENCH_LAMBDAS").unwrap_or_default();
+        let mut lams: Vec<f64> = list.split(',').filter_map(|x| x.parse().ok()).collect();
+        if lams.is_empty() {
+            lams = vec![0.0, 0.05, 0.5, 3.0, 9.0, 11.0, 30.0, 1000.0, 1e6];
+        }
+        for lam in lams {
             let mut v = vec![lam; 64 * 64];
             let (_, c, _) = best_of(3, || {
                 for k in 0..200 {

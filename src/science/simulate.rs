@@ -13,7 +13,7 @@
 //!   patterns in index order (thread-independent).
 //! * Far field: `lambda = s^2 |fftshift(F(patch P))|^2 / N^2` (orthonormal DFT, numpy sign),
 //!   FFT in float32 on `patch P` (s applied to the float32 intensity), `lambda` in float64.
-//! * Noise: `counts ~ Poisson(lambda)`, exact (inversion below 10, numpy's PTRS above), drawn for a
+//! * Noise: `counts ~ Poisson(lambda)`, exact (inversion below 20, numpy's PTRS above), drawn for a
 //!   whole pattern by [`poisson_fill`] (its documentation fixes the order in which the uniforms
 //!   are used) from `ChaCha8Rng::seed_from_u64(seed)` with stream `1 + pattern index`. Saved
 //!   amplitude `diffraction = sqrt(counts) / s`, evaluated as `sqrt(f32(counts / s^2))` (float32,
@@ -250,6 +250,10 @@ const RECIP: [f64; 48] = {
     r
 };
 
+/// Inversion below this lambda, PTRS (valid from 10) from it: inversion's ~lambda steps are
+/// cheaper than PTRS just above 10, where most tries need its logarithmic acceptance test.
+const INVERSION_BELOW: f64 = 20.0;
+
 /// Lambdas from here on go to the scalar sampler (the vector-friendly floor needs |x| < 2^51).
 const HUGE_LAMBDA: f64 = 1.125899906842624e15; // 2^50
 
@@ -285,14 +289,14 @@ fn floor_any(x: f64) -> f64 {
 }
 
 /// One Poisson(lambda) draw (the scalar form of [`poisson_fill`], same algorithms): inversion by
-/// sequential search (one uniform) for lambda < 10, Hörmann's PTRS transformed rejection (1993;
+/// sequential search (one uniform) for lambda < 20, Hörmann's PTRS transformed rejection (1993;
 /// numpy's algorithm, two uniforms per try) otherwise. Exact up to float64 rounding for every
 /// lambda (not a normal approximation); 0 for lambda <= 0 or NaN without drawing; infinity for
 /// an infinite lambda. Uniforms are [`unif`] of successive `next_u64` values.
 pub fn poisson<R: RngCore + ?Sized>(rng: &mut R, lam: f64) -> f64 {
     if lam.is_nan() || lam <= 0.0 {
         0.0
-    } else if lam < 10.0 {
+    } else if lam < INVERSION_BELOW {
         invert(lam, unif(rng.next_u64()))
     } else {
         ptrs_draw(rng, lam)
@@ -314,8 +318,8 @@ pub struct PoissonScratch {
 /// whole diffraction pattern at a time, in an order that lets the common cases run without
 /// branches. The RNG consumption is fixed by the values alone (so results are deterministic):
 ///
-/// 1. `values` is partitioned, in index order, into small (0 < lambda < 10), large
-///    (10 <= lambda < 2^50) and huge (the rest above 0, including infinity) pixels; lambda <= 0
+/// 1. `values` is partitioned, in index order, into small (0 < lambda < 20), large
+///    (20 <= lambda < 2^50) and huge (the rest above 0, including infinity) pixels; lambda <= 0
 ///    or NaN gives 0 and draws nothing.
 /// 2. One block of `n_small + 2 n_large` u64 is drawn (`Rng::fill`): first one per small pixel,
 ///    then one per large pixel (`u`), then one per large pixel (`v`), each in index order.
@@ -334,8 +338,8 @@ pub fn poisson_fill<R: RngCore + ?Sized>(rng: &mut R, values: &mut [f64], s: &mu
     let (mut ns, mut nl) = (0usize, 0usize);
     for (i, v) in values.iter_mut().enumerate() {
         let l = *v;
-        let is_small = (l > 0.0) & (l < 10.0);
-        let is_large = (10.0..HUGE_LAMBDA).contains(&l);
+        let is_small = (l > 0.0) & (l < INVERSION_BELOW);
+        let is_large = (INVERSION_BELOW..HUGE_LAMBDA).contains(&l);
         // Branch-free compaction: always write, advance only on membership.
         s.small[ns] = i;
         ns += is_small as usize;
@@ -386,7 +390,7 @@ pub fn poisson_fill<R: RngCore + ?Sized>(rng: &mut R, values: &mut [f64], s: &mu
     }
 }
 
-/// Inversion by sequential search for 0 < lambda < 10 with the uniform `u`: the least x with
+/// Inversion by sequential search for 0 < lambda < 20 with the uniform `u`: the least x with
 /// `u <= P(X <= x)`, the CDF summed term by term.
 #[inline(always)]
 fn invert(lam: f64, u: f64) -> f64 {
@@ -434,8 +438,8 @@ fn ptrs_try(lam: f64, u0: f64, v: f64) -> Option<f64> {
     ptrs_accept(lam, a, b, k, us, v).then_some(k)
 }
 
-/// PTRS for lambda >= 10 with fresh uniforms from `rng` until a try is accepted; infinity for an
-/// infinite lambda.
+/// PTRS (valid for lambda >= 10; the samplers use it from 20) with fresh uniforms from `rng`
+/// until a try is accepted; infinity for an infinite lambda.
 fn ptrs_draw<R: RngCore + ?Sized>(rng: &mut R, lam: f64) -> f64 {
     if lam == f64::INFINITY {
         return lam;
@@ -998,11 +1002,24 @@ mod tests {
     #[test]
     fn poisson_samplers_match_the_pmf_mean_and_variance() {
         let n = 120_000;
-        for &lam in &[0.01, 0.5, 3.0, 9.99, 10.0, 12.0, 100.0, 1e4, 2.5e6] {
+        let lams = [
+            0.01, 0.5, 3.0, 9.99, 10.0, 12.0, 19.99, 20.0, 25.0, 100.0, 1e4, 2.5e6,
+        ];
+        for &lam in &lams {
             let mut rng = ChaCha8Rng::seed_from_u64(77);
             let scalar: Vec<f64> = (0..n).map(|_| poisson(&mut rng, lam)).collect();
             let batch = fill_samples(lam, n, 78);
-            for (name, xs) in [("poisson", &scalar), ("poisson_fill", &batch)] {
+            // PTRS itself down to 10, where it is valid (the samplers use it from 20).
+            let ptrs: Vec<f64> = if lam >= 10.0 {
+                (0..n).map(|_| ptrs_draw(&mut rng, lam)).collect()
+            } else {
+                scalar.clone()
+            };
+            for (name, xs) in [
+                ("poisson", &scalar),
+                ("poisson_fill", &batch),
+                ("ptrs", &ptrs),
+            ] {
                 assert!(xs.iter().all(|x| *x >= 0.0 && x.fract() == 0.0));
                 let mean = xs.iter().sum::<f64>() / n as f64;
                 let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
