@@ -7,10 +7,13 @@
 
 use ndarray::{Array3, ArrayViewMut2, Axis};
 use num_complex::Complex32;
+use rand::RngCore;
 use rayon::prelude::*;
 use std::time::Instant;
 use studymake::science::fft::Fft2;
-use studymake::science::simulate::{simulate, SimParams};
+use studymake::science::simulate::{
+    pattern_rng, poisson, poisson_fill, simulate, PoissonScratch, SimParams,
+};
 use studymake::science::{object, probe};
 
 /// CPU seconds used by this process so far (all threads): robust on a shared, loaded machine.
@@ -58,6 +61,48 @@ fn main() {
 
     let obj = object::lines_object(224, 400, 0.1, 1).expect("object");
     let pr = probe::default_probe(64);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("classes") {
+        // ns per pixel of poisson_fill for patterns of one lambda, per lambda.
+        let mut scratch = PoissonScratch::default();
+        let list = std::env::var("BENCH_LAMBDAS").unwrap_or_default();
+        let mut lams: Vec<f64> = list.split(',').filter_map(|x| x.parse().ok()).collect();
+        if lams.is_empty() {
+            lams = vec![0.0, 0.05, 0.5, 3.0, 9.0, 11.0, 30.0, 1000.0, 1e6];
+        }
+        for lam in lams {
+            let mut v = vec![lam; 64 * 64];
+            let (_, c, _) = best_of(3, || {
+                for k in 0..200 {
+                    v.fill(lam);
+                    poisson_fill(&mut pattern_rng(1, k), &mut v, &mut scratch);
+                }
+            });
+            println!(
+                "lambda {lam} ns_per_pixel {:.2}",
+                c * 1e9 / (200.0 * 4096.0)
+            );
+        }
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("poisson") {
+        // Only the noise of n patterns, once (for callgrind: instruction and branch-miss counts
+        // per pixel do not depend on the machine's load).
+        let mut quiet = SimParams::new(n, 1e9, 42, 1);
+        quiet.noise = false;
+        let d = simulate(&obj, &pr, &quiet).expect("simulate");
+        let s = d.intensity_scale;
+        let mut lams: Vec<f64> = d
+            .diffraction
+            .iter()
+            .map(|a| (*a as f64 * s).powi(2))
+            .collect();
+        let mut scratch = PoissonScratch::default();
+        for (k, pat) in lams.chunks_mut(64 * 64).enumerate() {
+            poisson_fill(&mut pattern_rng(42, k), pat, &mut scratch);
+        }
+        println!("poisson_check {:.6e}", lams.iter().sum::<f64>());
+        return;
+    }
     // The inputs, for bench/simulate_numpy.py to use the same object and probe.
     object::save_object(&out_dir.join("bench_object.npz"), &obj, 1).expect("save object");
     probe::save_probe(&out_dir.join("bench_probe.npy"), &pr).expect("save probe");
@@ -78,6 +123,19 @@ fn main() {
     println!("fft_only_s {t_fft:.4}");
     println!("fft_only_cpu_s {c_fft:.4}");
     println!("fft_only_patterns_per_s {:.0}", n as f64 / t_fft);
+    // (a') The same transforms as the simulation does them: rows batched, one transpose, columns
+    // batched, spectrum left transposed (Fft2::forward_transposed): the tighter floor.
+    let flat = data.as_slice_mut().expect("standard layout");
+    let (t_fft_t, c_fft_t, _) = best_of(reps, || {
+        flat.par_chunks_mut(64 * 64).for_each_init(
+            || (vec![Complex32::new(0.0, 0.0); 64 * 64], Vec::new()),
+            |(out, scratch), a| {
+                plan.forward_transposed(a, out, scratch).expect("shape");
+            },
+        );
+    });
+    println!("fft_transposed_only_s {t_fft_t:.4}");
+    println!("fft_transposed_only_cpu_s {c_fft_t:.4}");
 
     // Simulation with and without noise.
     let prm = SimParams::new(n, 1e9, 42, 1);
@@ -87,12 +145,68 @@ fn main() {
     println!("simulate_over_fft_cpu {:.2}", c_sim / c_fft);
     println!("simulate_patterns_per_s {:.0}", n as f64 / t_sim);
     println!("simulate_over_fft {:.2}", t_sim / t_fft);
+    println!("simulate_over_fft_transposed {:.2}", t_sim / t_fft_t);
+    println!("simulate_over_fft_transposed_cpu {:.2}", c_sim / c_fft_t);
     let mut quiet = prm.clone();
     quiet.noise = false;
-    let (t_quiet, c_quiet, _) = best_of(reps, || simulate(&obj, &pr, &quiet).expect("simulate"));
+    let (t_quiet, c_quiet, dq) = best_of(reps, || simulate(&obj, &pr, &quiet).expect("simulate"));
     println!("simulate_noise_free_s {t_quiet:.4}");
     println!("simulate_noise_free_over_fft {:.2}", t_quiet / t_fft);
     println!("simulate_noise_free_over_fft_cpu {:.2}", c_quiet / c_fft);
+    println!(
+        "simulate_noise_free_over_fft_transposed_cpu {:.2}",
+        c_quiet / c_fft_t
+    );
+
+    // The noise alone: one thread drawing Poisson(lambda) for the first patterns' real lambdas
+    // (lambda = (s * noise-free amplitude)^2), and the ChaCha8 stream alone for scale.
+    let s = dq.intensity_scale;
+    let m = n.min(500);
+    let lams: Vec<f64> = dq
+        .diffraction
+        .iter()
+        .take(m * 64 * 64)
+        .map(|a| (*a as f64 * s).powi(2))
+        .collect();
+    let mut work = lams.clone();
+    let mut scratch = PoissonScratch::default();
+    let (_, c_pois, total) = best_of(reps, || {
+        work.copy_from_slice(&lams);
+        for (k, pat) in work.chunks_mut(64 * 64).enumerate() {
+            poisson_fill(&mut pattern_rng(42, k), pat, &mut scratch);
+        }
+        work.iter().sum::<f64>()
+    });
+    let (_, c_scalar, _) = best_of(reps, || {
+        let mut t = 0.0;
+        for (k, pat) in lams.chunks(64 * 64).enumerate() {
+            let mut rng = pattern_rng(42, k);
+            for l in pat {
+                t += poisson(&mut rng, *l);
+            }
+        }
+        t
+    });
+    println!(
+        "poisson_scalar_ns_per_pixel {:.2}",
+        c_scalar * 1e9 / lams.len() as f64
+    );
+    let small = lams.iter().filter(|l| **l < 10.0).count() as f64 / lams.len() as f64;
+    println!("poisson_lambda_below_10_fraction {small:.3}");
+    println!(
+        "poisson_ns_per_pixel {:.2}",
+        c_pois * 1e9 / lams.len() as f64
+    );
+    println!("poisson_check {total:.6e}");
+    let (_, c_rng, _) = best_of(reps, || {
+        let mut rng = pattern_rng(42, 0);
+        let mut x = 0u64;
+        for _ in 0..lams.len() {
+            x ^= rng.next_u64();
+        }
+        x
+    });
+    println!("chacha8_ns_per_u64 {:.2}", c_rng * 1e9 / lams.len() as f64);
 
     // Including saving the dataset.
     let path = out_dir.join("bench_simulate.npz");

@@ -101,7 +101,7 @@ impl Builtins {
             (
                 RecipeInfo {
                     name: "simulate",
-                    version: 1,
+                    version: 2,
                     params: vec![
                         p("gridsize", None, "patterns per group side (C = gridsize^2)"),
                         p("seed", None, "scan positions, noise and grouping seed"),

@@ -97,6 +97,45 @@ impl<T: FftNum> Fft2<T> {
         self.run(a, &self.row_fwd, &self.col_fwd, scratch)
     }
 
+    /// Unnormalised forward transform of the row-major `rows x cols` values in `a`, leaving the
+    /// result **transposed** in `out` (`out[c * rows + r] = X[r, c]`; `a` is overwritten with the
+    /// row transforms). All rows go through rustfft in one batched call, one transpose follows, then
+    /// all columns (rows of `out`) in one batched call: the same 1-D transforms in the same order
+    /// as [`Fft2::forward_with_scratch`], without its per-column gather and scatter. For callers
+    /// that read the spectrum through an index map anyway (an fftshift), which then costs nothing.
+    /// Errors (`Error::Invalid`) when `a` or `out` is not `rows * cols` long.
+    pub fn forward_transposed(
+        &self,
+        a: &mut [Complex<T>],
+        out: &mut [Complex<T>],
+        scratch: &mut Vec<Complex<T>>,
+    ) -> crate::error::Result<()> {
+        let (r, c) = (self.rows, self.cols);
+        if a.len() != r * c || out.len() != r * c {
+            return Err(crate::error::Error::Invalid(format!(
+                "Fft2::forward_transposed: planned for {r} x {c} = {} values, got {} and {}",
+                r * c,
+                a.len(),
+                out.len()
+            )));
+        }
+        let need = self.scratch_len();
+        if scratch.len() < need {
+            scratch.resize(need, Complex::new(T::zero(), T::zero()));
+        }
+        if r * c == 0 {
+            return Ok(());
+        }
+        self.row_fwd.process_with_scratch(a, &mut scratch[..need]);
+        for (i, row) in a.chunks_exact(c).enumerate() {
+            for (j, z) in row.iter().enumerate() {
+                out[j * r + i] = *z;
+            }
+        }
+        self.col_fwd.process_with_scratch(out, &mut scratch[..need]);
+        Ok(())
+    }
+
     /// Unnormalised inverse transform in place, with caller-owned scratch.
     pub fn inverse_with_scratch(
         &self,
@@ -204,6 +243,26 @@ mod tests {
             let want = naive_dft2(&a, true);
             let err = (&g - &want).iter().map(|z| z.norm()).fold(0.0, f64::max);
             assert!(err < 1e-10, "inverse {r}x{c}: {err}");
+        }
+    }
+
+    #[test]
+    fn transposed_forward_equals_forward_bit_for_bit() {
+        for (r, c) in [(64, 64), (8, 12), (5, 3)] {
+            let src = sample(r, c).mapv(|z| Complex::new(z.re as f32, z.im as f32));
+            let plan = Fft2::<f32>::new(r, c);
+            let mut want = src.clone();
+            plan.forward(&mut want);
+            let mut a: Vec<Complex<f32>> = src.iter().copied().collect();
+            let mut out = vec![Complex::new(0.0f32, 0.0); r * c];
+            plan.forward_transposed(&mut a, &mut out, &mut Vec::new())
+                .unwrap();
+            for ((i, j), w) in want.indexed_iter() {
+                assert_eq!(out[j * r + i], *w, "{r}x{c} ({i}, {j})");
+            }
+            assert!(plan
+                .forward_transposed(&mut a[1..], &mut out, &mut Vec::new())
+                .is_err());
         }
     }
 

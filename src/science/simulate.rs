@@ -9,14 +9,15 @@
 //! * Patch: `patch[i, j] = O_bilinear(y - N/2 + i, x - N/2 + j)`; a bilinear corner outside the
 //!   object contributes 0; real and imaginary parts are interpolated separately (float32).
 //! * Scale: `s = sqrt(nphotons / mean_patterns(sum_pixels |patch|^2 |P|^2))`, per-pattern sums in
-//!   float64 in row-major order, then summed over patterns in index order (thread-independent).
+//!   float64 over 8 partial sums in a fixed order ([`illuminated_energy`]), then summed over
+//!   patterns in index order (thread-independent).
 //! * Far field: `lambda = s^2 |fftshift(F(patch P))|^2 / N^2` (orthonormal DFT, numpy sign),
-//!   FFT in float32, `lambda` in float64.
-//! * Noise: `counts ~ Poisson(lambda)` drawn pixel by pixel in row-major order of the shifted
-//!   pattern from `ChaCha8Rng::seed_from_u64(seed)` with stream `1 + pattern index` ([`poisson`]:
-//!   inversion below 10, numpy's PTRS above). Saved amplitude `diffraction = sqrt(counts) / s`,
-//!   evaluated as `sqrt(f32(counts / s^2))` (float32, within one ulp of the exact value). With
-//!   noise off, `diffraction = sqrt(lambda) / s`.
+//!   FFT in float32 on `patch P` (s applied to the float32 intensity), `lambda` in float64.
+//! * Noise: `counts ~ Poisson(lambda)`, exact (inversion below 20, numpy's PTRS above), drawn for a
+//!   whole pattern by [`poisson_fill`] (its documentation fixes the order in which the uniforms
+//!   are used) from `ChaCha8Rng::seed_from_u64(seed)` with stream `1 + pattern index`. Saved
+//!   amplitude `diffraction = sqrt(counts) / s`, evaluated as `sqrt(f32(counts / s^2))` (float32,
+//!   within one ulp of the exact value). With noise off, `diffraction = sqrt(lambda) / s`.
 //! * Every position is simulated independently for every gridsize; gridsize only changes
 //!   `group_index`. Results are bit-identical for any number of rayon threads.
 
@@ -26,7 +27,7 @@ use crate::science::fft::Fft2;
 use crate::science::grouping::group_neighbours;
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut2, Axis};
 use num_complex::Complex32;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
@@ -221,32 +222,14 @@ pub fn diffract(patch: &ArrayView2<Complex32>, probe: &ArrayView2<Complex32>) ->
     })
 }
 
-/// ln Gamma(x) for x >= 1 as numpy's `random_loggam` (Stirling series).
+/// ln Gamma(x) for x >= 1 as numpy's `random_loggam` (Stirling series, shifted up to 7).
 pub fn loggam(x: f64) -> f64 {
-    const A: [f64; 10] = [
-        8.333333333333333e-02,
-        -2.777777777777778e-03,
-        7.936507936507937e-04,
-        -5.952380952380952e-04,
-        8.417508417508418e-04,
-        -1.917526917526918e-03,
-        6.41025641025641e-03,
-        -2.955065359477124e-02,
-        1.796443723688307e-01,
-        -1.39243221690590e+00,
-    ];
     if x == 1.0 || x == 2.0 {
         return 0.0;
     }
     let n = if x < 7.0 { (7.0 - x) as i64 } else { 0 };
     let mut x0 = x + n as f64;
-    let x2 = (1.0 / x0) * (1.0 / x0);
-    let mut gl0 = A[9];
-    for k in (0..9).rev() {
-        gl0 *= x2;
-        gl0 += A[k];
-    }
-    let mut gl = gl0 / x0 + 0.5 * 1.8378770664093453 + (x0 - 0.5) * x0.ln() - x0;
+    let mut gl = stirling_series(x0) + HALF_LN_2PI + (x0 - 0.5) * x0.ln() - x0;
     if x < 7.0 {
         for _ in 1..=n {
             gl -= (x0 - 1.0).ln();
@@ -256,51 +239,273 @@ pub fn loggam(x: f64) -> f64 {
     gl
 }
 
-/// One Poisson(lambda) draw: inversion by sequential search (one uniform) for lambda < 10,
-/// Hörmann's PTRS transformed rejection (numpy's algorithm) otherwise. Exact up to float64
-/// rounding for every lambda (not a normal approximation); 0 for lambda <= 0 or NaN.
-pub fn poisson<R: Rng + ?Sized>(rng: &mut R, lam: f64) -> f64 {
+/// `1/k` for k < 48: the term ratios `lam/k` of the inversion as products (no divide).
+const RECIP: [f64; 48] = {
+    let mut r = [0.0; 48];
+    let mut k = 1;
+    while k < 48 {
+        r[k] = 1.0 / k as f64;
+        k += 1;
+    }
+    r
+};
+
+/// Inversion below this lambda, PTRS (valid from 10) from it: inversion's ~lambda steps are
+/// cheaper than PTRS just above 10, where most tries need its logarithmic acceptance test.
+const INVERSION_BELOW: f64 = 20.0;
+
+/// Lambdas from here on go to the scalar sampler (the vector-friendly floor needs |x| < 2^51).
+const HUGE_LAMBDA: f64 = 1.125899906842624e15; // 2^50
+
+/// A uniform double in [0, 1) on the grid `j 2^-52` from the top 52 bits of `bits`
+/// (exponent-insertion: `1.mantissa - 1`, exact and branch-free).
+#[inline(always)]
+fn unif(bits: u64) -> f64 {
+    f64::from_bits(0x3FF0_0000_0000_0000 | (bits >> 12)) - 1.0
+}
+
+/// `floor(x)` for |x| < 2^51 by rounding with the 1.5 * 2^52 shift (exact under the default
+/// round-to-nearest mode; vectorises, unlike a float-to-int conversion on baseline x86-64). It
+/// returns infinities unchanged.
+#[inline(always)]
+fn floor_fast(x: f64) -> f64 {
+    const SHIFT: f64 = 6755399441055744.0;
+    let t = (x + SHIFT) - SHIFT;
+    if t > x {
+        t - 1.0
+    } else {
+        t
+    }
+}
+
+/// Exact `floor(x)` for any x: [`floor_fast`] below 2^51, [`floor`] (integer conversion) beyond.
+#[inline(always)]
+fn floor_any(x: f64) -> f64 {
+    if x.abs() < 2.0e15 {
+        floor_fast(x)
+    } else {
+        floor(x)
+    }
+}
+
+/// One Poisson(lambda) draw (the scalar form of [`poisson_fill`], same algorithms): inversion by
+/// sequential search (one uniform) for lambda < 20, Hörmann's PTRS transformed rejection (1993;
+/// numpy's algorithm, two uniforms per try) otherwise. Exact up to float64 rounding for every
+/// lambda (not a normal approximation); 0 for lambda <= 0 or NaN without drawing; infinity for
+/// an infinite lambda. Uniforms are [`unif`] of successive `next_u64` values.
+pub fn poisson<R: RngCore + ?Sized>(rng: &mut R, lam: f64) -> f64 {
     if lam.is_nan() || lam <= 0.0 {
+        0.0
+    } else if lam < INVERSION_BELOW {
+        invert(lam, unif(rng.next_u64()))
+    } else {
+        ptrs_draw(rng, lam)
+    }
+}
+
+/// Reusable buffers of [`poisson_fill`] (one per thread; no allocation once grown).
+#[derive(Default, Debug)]
+pub struct PoissonScratch {
+    small: Vec<usize>,
+    large: Vec<usize>,
+    huge: Vec<usize>,
+    lam: Vec<f64>,
+    k: Vec<f64>,
+    bits: Vec<u64>,
+}
+
+/// Replace every lambda in `values` by one Poisson(lambda) draw (exact, as [`poisson`]), for a
+/// whole diffraction pattern at a time, in an order that lets the common cases run without
+/// branches. The RNG consumption is fixed by the values alone (so results are deterministic):
+///
+/// 1. `values` is partitioned, in index order, into small (0 < lambda < 20), large
+///    (20 <= lambda < 2^50) and huge (the rest above 0, including infinity) pixels; lambda <= 0
+///    or NaN gives 0 and draws nothing.
+/// 2. One block of `n_small + 2 n_large` u64 is drawn (`Rng::fill`): first one per small pixel,
+///    then one per large pixel (`u`), then one per large pixel (`v`), each in index order.
+/// 3. Small pixels: inversion with their uniform (shortcut: 0 when `u <= 1 - lambda`, a lower bound
+///    of `exp(-lambda)`).
+/// 4. Large pixels: the first PTRS try with `(u, v)` for all of them (vectorisable squeeze test);
+///    then, in index order, each pixel whose first try fell outside the squeeze finishes PTRS
+///    (the exact acceptance test on that try, then further tries with fresh pairs of u64 from
+///    `rng`).
+/// 5. Huge pixels, in index order, with [`poisson`].
+pub fn poisson_fill<R: RngCore + ?Sized>(rng: &mut R, values: &mut [f64], s: &mut PoissonScratch) {
+    let len = values.len();
+    s.small.resize(len + 1, 0);
+    s.large.resize(len + 1, 0);
+    s.huge.clear();
+    let (mut ns, mut nl) = (0usize, 0usize);
+    for (i, v) in values.iter_mut().enumerate() {
+        let l = *v;
+        let is_small = (l > 0.0) & (l < INVERSION_BELOW);
+        let is_large = (INVERSION_BELOW..HUGE_LAMBDA).contains(&l);
+        // Branch-free compaction: always write, advance only on membership.
+        s.small[ns] = i;
+        ns += is_small as usize;
+        s.large[nl] = i;
+        nl += is_large as usize;
+        if !(is_small | is_large) {
+            if l >= HUGE_LAMBDA {
+                s.huge.push(i);
+            } else {
+                *v = 0.0;
+            }
+        }
+    }
+    let nb = ns + 2 * nl;
+    s.bits.resize(nb, 0);
+    rng.fill(&mut s.bits[..nb]);
+    let (bs, rest) = s.bits[..nb].split_at(ns);
+    let (bu, bv) = rest.split_at(nl);
+    for (&i, &b) in s.small[..ns].iter().zip(bs) {
+        values[i] = invert(values[i], unif(b));
+    }
+    s.lam.clear();
+    s.lam.extend(s.large[..nl].iter().map(|&i| values[i]));
+    s.k.resize(nl, 0.0);
+    // First PTRS try of every large pixel, branch-free: k, or -1 outside the squeeze.
+    for (((k, &lam), &u), &v) in s.k.iter_mut().zip(&s.lam).zip(bu).zip(bv) {
+        let (b, a, vr) = ptrs_consts(lam);
+        let u = unif(u) - 0.5;
+        let v = unif(v);
+        let us = 0.5 - u.abs();
+        let kk = floor_fast((2.0 * a / us + b) * u + lam + 0.43);
+        let ok = (us >= 0.07) & (v <= vr);
+        *k = if ok { kk } else { -1.0 };
+    }
+    for (j, (&i, &k)) in s.large[..nl].iter().zip(&s.k).enumerate() {
+        values[i] = if k >= 0.0 {
+            k
+        } else {
+            let lam = s.lam[j];
+            match ptrs_try(lam, unif(bu[j]), unif(bv[j])) {
+                Some(k) => k,
+                None => ptrs_draw(rng, lam),
+            }
+        };
+    }
+    for &i in &s.huge {
+        values[i] = poisson(rng, values[i]);
+    }
+}
+
+/// Inversion by sequential search for 0 < lambda < 20 with the uniform `u`: the least x with
+/// `u <= P(X <= x)`, the CDF summed term by term.
+#[inline(always)]
+fn invert(lam: f64, u: f64) -> f64 {
+    // exp(-lam) >= 1 - lam: the first term of the CDF already reaches u.
+    if u <= 1.0 - lam {
         return 0.0;
     }
-    if lam < 10.0 {
-        // Inversion by sequential search: one uniform, the CDF summed term by term.
-        let mut p = (-lam).exp();
-        let mut f = p;
-        let u = rng.random::<f64>();
-        let mut x = 0.0;
-        while u > f && p > 0.0 {
-            x += 1.0;
-            p *= lam / x;
-            f += p;
-        }
-        return x;
+    let mut p = (-lam).exp();
+    let mut f = p;
+    let mut x = 0usize;
+    // p > 0 ends the search if rounding leaves the summed CDF below u (u within 1e-15 of 1).
+    while u > f && p > 0.0 {
+        x += 1;
+        p *= if x < RECIP.len() {
+            lam * RECIP[x]
+        } else {
+            lam / x as f64
+        };
+        f += p;
     }
-    let slam = lam.sqrt();
-    let b = 0.931 + 2.53 * slam;
+    x as f64
+}
+
+/// PTRS constants `(b, a, v_r)` of one lambda (numpy's `random_poisson_ptrs`).
+#[inline(always)]
+fn ptrs_consts(lam: f64) -> (f64, f64, f64) {
+    let b = 0.931 + 2.53 * lam.sqrt();
     let a = -0.059 + 0.02483 * b;
-    let vr = 0.9277 - 3.6224 / (b - 2.0);
-    // Per-lambda constants of the slow path, computed on first use.
-    let mut slow: Option<(f64, f64)> = None;
+    (b, a, 0.9277 - 3.6224 / (b - 2.0))
+}
+
+/// One PTRS try with uniforms `u0`, `v` in [0, 1): the accepted k, or None to try again.
+#[inline(always)]
+fn ptrs_try(lam: f64, u0: f64, v: f64) -> Option<f64> {
+    let (b, a, vr) = ptrs_consts(lam);
+    let u = u0 - 0.5;
+    let us = 0.5 - u.abs();
+    let k = floor_any((2.0 * a / us + b) * u + lam + 0.43);
+    if us >= 0.07 && v <= vr {
+        return Some(k);
+    }
+    if k < 0.0 || (us < 0.013 && v > us) {
+        return None;
+    }
+    ptrs_accept(lam, a, b, k, us, v).then_some(k)
+}
+
+/// PTRS (valid for lambda >= 10; the samplers use it from 20) with fresh uniforms from `rng`
+/// until a try is accepted; infinity for an infinite lambda.
+fn ptrs_draw<R: RngCore + ?Sized>(rng: &mut R, lam: f64) -> f64 {
+    if lam == f64::INFINITY {
+        return lam;
+    }
     loop {
-        let u = rng.random::<f64>() - 0.5;
-        let v = rng.random::<f64>();
-        let us = 0.5 - u.abs();
-        let k = floor((2.0 * a / us + b) * u + lam + 0.43);
-        if us >= 0.07 && v <= vr {
-            return k;
-        }
-        if k < 0.0 || (us < 0.013 && v > us) {
-            continue;
-        }
-        let (loglam, invalpha) =
-            *slow.get_or_insert_with(|| (lam.ln(), 1.1239 + 1.1328 / (b - 3.4)));
-        // numpy: log(V) + log(invalpha) - log(a/us^2 + b) <= -lam + k log(lam) - loggam(k+1),
-        // with the three logarithms on the left folded into one.
-        if (v * invalpha / (a / (us * us) + b)).ln() <= -lam + k * loglam - loggam(k + 1.0) {
+        let u = unif(rng.next_u64());
+        let v = unif(rng.next_u64());
+        if let Some(k) = ptrs_try(lam, u, v) {
             return k;
         }
     }
+}
+
+/// PTRS's exact acceptance test outside the squeeze (about one try in four): numpy's
+/// `log(V) + log(invalpha) - log(a/us^2 + b) <= -lam + k log(lam) - loggam(k+1)`.
+///
+/// For `x = k + 1 >= 7`, where [`loggam`] is the plain Stirling series
+/// `(x - 1/2) ln x - x + ln(2 pi)/2 + S(x)`, the test is evaluated in the equivalent form
+/// `ln(V invalpha sqrt(x) / (a/us^2 + b)) + k ln1p((x - lam)/lam) <= (x - lam) - ln(2 pi)/2 - S(x)`:
+/// two logarithms instead of three, and no cancellation between `k ln(lam)` and `loggam(k + 1)`
+/// (both about `lam ln lam`), so it is more accurate than numpy's form, not less. `S` keeps
+/// numpy's ten terms below x = 32 and its first four above, where the rest is below 1e-17.
+#[inline(never)]
+fn ptrs_accept(lam: f64, a: f64, b: f64, k: f64, us: f64, v: f64) -> bool {
+    let invalpha = 1.1239 + 1.1328 / (b - 3.4);
+    let x = k + 1.0;
+    if x < 7.0 {
+        return (v * invalpha / (a / (us * us) + b)).ln() <= -lam + k * lam.ln() - loggam(x);
+    }
+    let r = 1.0 / x;
+    let r2 = r * r;
+    let series = if x < 32.0 {
+        stirling_series(x)
+    } else {
+        r * (LOGGAM_A[0] + r2 * (LOGGAM_A[1] + r2 * (LOGGAM_A[2] + r2 * LOGGAM_A[3])))
+    };
+    let y = v * invalpha * x.sqrt() / (a / (us * us) + b);
+    y.ln() + k * ((x - lam) / lam).ln_1p() <= (x - lam) - HALF_LN_2PI - series
+}
+
+/// `ln(2 pi) / 2`.
+const HALF_LN_2PI: f64 = 0.5 * 1.8378770664093453;
+
+/// The coefficients of numpy's `random_loggam` Stirling series.
+const LOGGAM_A: [f64; 10] = [
+    8.333333333333333e-02,
+    -2.777777777777778e-03,
+    7.936507936507937e-04,
+    -5.952380952380952e-04,
+    8.417508417508418e-04,
+    -1.917526917526918e-03,
+    6.41025641025641e-03,
+    -2.955065359477124e-02,
+    1.796443723688307e-01,
+    -1.39243221690590e+00,
+];
+
+/// `S(x) = sum_j A_j x^-(2j+1)` with numpy's ten coefficients, as numpy evaluates it.
+fn stirling_series(x0: f64) -> f64 {
+    let x2 = (1.0 / x0) * (1.0 / x0);
+    let mut gl0 = LOGGAM_A[9];
+    for k in (0..9).rev() {
+        gl0 *= x2;
+        gl0 += LOGGAM_A[k];
+    }
+    gl0 / x0
 }
 
 /// `x.floor()` without a libm call (the default x86-64 target has no rounding instruction);
@@ -325,8 +530,86 @@ pub fn pattern_rng(seed: u64, index: usize) -> ChaCha8Rng {
     r
 }
 
+/// A buffer of `n * n` values that ndarray refuses as `n x n` (cannot happen; no panic either).
+fn shape_err(e: ndarray::ShapeError) -> Error {
+    Error::Invalid(format!("simulate: internal buffer of the wrong shape: {e}"))
+}
+
 fn finite(a: &ArrayView2<Complex32>) -> bool {
     a.iter().all(|z| z.re.is_finite() && z.im.is_finite())
+}
+
+/// `len` complex zeros from the allocator's zeroed memory (`vec![0f32; 2 len]`: for large sizes
+/// fresh pages that no thread has touched yet), so that the rayon workers that fill the buffer
+/// fault its pages in, in parallel, instead of one thread writing zeros first.
+fn zeroed_complex(len: usize) -> Vec<Complex32> {
+    let v = vec![0f32; 2 * len];
+    if v.capacity() != 2 * len {
+        return vec![Complex32::new(0.0, 0.0); len];
+    }
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: Complex32 is #[repr(C)] { re: f32, im: f32 }: size 8 and alignment 4, f32's. The
+    // allocation holds exactly 2 len f32, i.e. len Complex32 (same size in bytes and alignment,
+    // so it is freed with the layout it was allocated with), all zero bits, which is 0 + 0i.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut Complex32, len, len) }
+}
+
+/// Ask Linux for transparent huge pages on the 2 MiB-aligned part of a large, not yet touched
+/// buffer: one page fault per 2 MiB instead of per 4 KiB. Only a hint (errors are ignored; the
+/// contents are unaffected); a no-op elsewhere.
+fn advise_huge_pages<T>(buf: &mut [T]) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = buf.as_mut_ptr() as usize;
+        let end = start + std::mem::size_of_val(buf);
+        let (a, b) = (start.div_ceil(HUGE) * HUGE, end / HUGE * HUGE);
+        if b > a {
+            // SAFETY: [a, b) lies inside `buf`'s allocation, which we own; MADV_HUGEPAGE changes
+            // how pages are backed, never their contents.
+            unsafe {
+                libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buf;
+}
+
+/// Illuminated energy `sum |patch|^2 |P|^2` in float64, accumulated in 8 partial sums (pixel index
+/// mod 8, row-major) added as `((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))`: a fixed order,
+/// so the result does not depend on threads, and one the compiler can keep in vector registers.
+fn illuminated_energy(patch: &[Complex32], probe_i2: &[f64]) -> f64 {
+    let mut acc = [0f64; 8];
+    let (zc, pc) = (patch.chunks_exact(8), probe_i2.chunks_exact(8));
+    let (zr, pr) = (zc.remainder(), pc.remainder());
+    for (z, p2) in zc.zip(pc) {
+        for l in 0..8 {
+            acc[l] += z[l].norm_sqr() as f64 * p2[l];
+        }
+    }
+    for (l, (z, p2)) in zr.iter().zip(pr).enumerate() {
+        acc[l] += z.norm_sqr() as f64 * p2;
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+}
+
+/// `out = |fftshift(X)|^2` (float32) for an `n x n` spectrum `X` stored transposed
+/// (`spectrum[c * n + r] = X[r, c]`, as [`Fft2::forward_transposed`] leaves it): output `(i, j)`
+/// takes `X[(i + n - n/2) % n, (j + n - n/2) % n]`.
+fn shifted_intensity(spectrum: &[Complex32], out: &mut [f32], n: usize) {
+    let shift = (n - n / 2) % n;
+    for (c, col) in spectrum.chunks_exact(n).enumerate() {
+        let j = (c + n - shift) % n;
+        // Rows r < shift go to i = r + n - shift, rows r >= shift to i = r - shift.
+        let (low, high) = col.split_at(shift);
+        for (i, z) in high.iter().enumerate() {
+            out[i * n + j] = z.norm_sqr();
+        }
+        for (r, z) in low.iter().enumerate() {
+            out[(r + n - shift) * n + j] = z.norm_sqr();
+        }
+    }
 }
 
 /// Simulate a dataset from a complex object and probe (module documentation for conventions).
@@ -388,24 +671,44 @@ pub fn simulate(
     let (xs, ys) = scan_positions(count, h, w, buffer, p.seed);
     let group_index = group_neighbours(&xs, &ys, p.gridsize)?;
 
-    // Pass 1: patches and their illuminated energies.
+    // Pass 1, per pattern: the patch (into Y), its illuminated energy, and the shifted far-field
+    // intensity |fftshift(F(patch P))|^2 in float32, written into `diffraction` and replaced by
+    // the amplitude in pass 2 (the FFT is linear, so s is applied to the intensity there).
     let obj = object.as_standard_layout();
     let obj = obj.view();
-    let probe_i2: Vec<f64> = probe.iter().map(|z| z.norm_sqr() as f64).collect();
-    let mut y = Array3::<Complex32>::zeros((count, n, n));
-    let energies: Vec<f64> = y
-        .axis_iter_mut(Axis(0))
-        .into_par_iter()
+    let probe_s = probe.as_standard_layout();
+    let probe_flat: Vec<Complex32> = probe_s.iter().copied().collect();
+    let probe_i2: Vec<f64> = probe_flat.iter().map(|z| z.norm_sqr() as f64).collect();
+    let plan = Fft2::<f32>::new(n, n);
+    let nn = n * n;
+    let zero = Complex32::new(0.0, 0.0);
+    let mut y_flat = zeroed_complex(count * nn);
+    let mut d_flat = vec![0f32; count * nn];
+    advise_huge_pages(&mut y_flat);
+    advise_huge_pages(&mut d_flat);
+    let energies: Vec<f64> = y_flat
+        .par_chunks_mut(nn)
+        .zip(d_flat.par_chunks_mut(nn))
         .enumerate()
-        .map(|(k, mut patch)| {
-            extract_patch_into(&obj, xs[k], ys[k], patch.view_mut());
-            patch
-                .iter()
-                .zip(&probe_i2)
-                .map(|(z, p2)| z.norm_sqr() as f64 * p2)
-                .sum::<f64>()
-        })
-        .collect();
+        .map_init(
+            || (vec![zero; nn], vec![zero; nn], Vec::new()),
+            |(buf, spectrum, scratch), (k, (patch, out))| -> Result<f64> {
+                extract_patch_into(
+                    &obj,
+                    xs[k],
+                    ys[k],
+                    ArrayViewMut2::from_shape((n, n), &mut *patch).map_err(shape_err)?,
+                );
+                let e = illuminated_energy(patch, &probe_i2);
+                for ((b, z), pz) in buf.iter_mut().zip(patch.iter()).zip(&probe_flat) {
+                    *b = z * pz;
+                }
+                plan.forward_transposed(buf, spectrum, scratch)?;
+                shifted_intensity(spectrum, out, n);
+                Ok(e)
+            },
+        )
+        .collect::<Result<Vec<f64>>>()?;
     let mean_e = energies.iter().sum::<f64>() / count as f64;
     let s = (p.nphotons / mean_e).sqrt();
     if !(s.is_finite() && s > 0.0) {
@@ -414,43 +717,32 @@ pub fn simulate(
         )));
     }
 
-    // Pass 2: far field, noise, amplitude in object units.
-    let plan = Fft2::<f32>::new(n, n);
-    let probe_s = probe.as_standard_layout();
-    let probe_flat = probe_s.as_slice().unwrap_or(&[]);
-    let lam_scale = s * s / (n * n) as f64;
+    // Pass 2: lambda = s^2 |.|^2 / N^2, noise, amplitude in object units.
+    let lam_scale = s * s / nn as f64;
     let inv_s2 = 1.0 / (s * s);
-    let mut diffraction = Array3::<f32>::zeros((count, n, n));
-    diffraction
-        .axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .zip(y.axis_iter(Axis(0)).into_par_iter())
-        .enumerate()
-        .for_each_init(
-            || (vec![Complex32::new(0.0, 0.0); n * n], Vec::new()),
-            |(buf, scratch), (k, (mut out, patch))| {
-                for ((b, z), pz) in buf.iter_mut().zip(patch.iter()).zip(probe_flat) {
-                    *b = z * pz;
+    if p.noise {
+        d_flat.par_chunks_mut(nn).enumerate().for_each_init(
+            || (vec![0f64; nn], PoissonScratch::default()),
+            |(lam, scratch), (k, out)| {
+                for (l, o) in lam.iter_mut().zip(out.iter()) {
+                    *l = *o as f64 * lam_scale;
                 }
-                if let Ok(view) = ArrayViewMut2::from_shape((n, n), &mut buf[..]) {
-                    plan.forward_with_scratch(view, scratch);
-                }
-                let mut rng = pattern_rng(p.seed, k);
-                // fftshift: output (i, j) takes buf[(i + shift) % n, (j + shift) % n].
-                let shift = n - n / 2;
-                for (i, mut orow) in out.axis_iter_mut(Axis(0)).enumerate() {
-                    let r = (i + shift) % n;
-                    let src = &buf[r * n..(r + 1) * n];
-                    let src = src[shift % n..].iter().chain(&src[..shift % n]);
-                    for (o, z) in orow.iter_mut().zip(src) {
-                        let lam = z.norm_sqr() as f64 * lam_scale;
-                        let counts = if p.noise { poisson(&mut rng, lam) } else { lam };
-                        // sqrt(counts) / s, as sqrt(counts / s^2) in float32 (within 1 ulp).
-                        *o = ((counts * inv_s2) as f32).sqrt();
-                    }
+                poisson_fill(&mut pattern_rng(p.seed, k), lam, scratch);
+                // sqrt(counts) / s, as sqrt(counts / s^2) in float32 (within 1 ulp).
+                for (o, c) in out.iter_mut().zip(lam.iter()) {
+                    *o = ((c * inv_s2) as f32).sqrt();
                 }
             },
         );
+    } else {
+        d_flat.par_chunks_mut(nn).for_each(|out| {
+            for o in out.iter_mut() {
+                *o = ((*o as f64 * lam_scale * inv_s2) as f32).sqrt();
+            }
+        });
+    }
+    let diffraction = Array3::from_shape_vec((count, n, n), d_flat).map_err(shape_err)?;
+    let y = Array3::from_shape_vec((count, n, n), y_flat).map_err(shape_err)?;
 
     let xc = Array1::from(xs);
     let yc = Array1::from(ys);
@@ -630,6 +922,207 @@ mod tests {
         }
         assert!((loggam(10.0) - 362880f64.ln()).abs() < 1e-10);
         assert!((loggam(3.5) - 1.2009736023470743).abs() < 1e-10);
+    }
+
+    /// Chi-square statistic and degrees of freedom of `samples` against the Poisson(lam) pmf, in
+    /// bins of consecutive counts with at least 20 expected samples (tails pooled).
+    fn chi_square(samples: &[f64], lam: f64) -> (f64, usize) {
+        let n = samples.len() as f64;
+        let mut observed = std::collections::BTreeMap::<u64, f64>::new();
+        for s in samples {
+            *observed.entry(*s as u64).or_default() += 1.0;
+        }
+        let pmf = |k: f64| (-lam + k * lam.ln() - loggam(k + 1.0)).exp();
+        let kmax = (lam + 20.0 * lam.sqrt() + 30.0) as u64;
+        let (mut bins, mut e, mut o, mut e_done, mut o_done) = (Vec::new(), 0.0, 0.0, 0.0, 0.0);
+        for k in 0..=kmax {
+            e += n * pmf(k as f64);
+            o += observed.get(&k).copied().unwrap_or(0.0);
+            if e >= 20.0 {
+                bins.push((e, o));
+                (e_done, o_done) = (e_done + e, o_done + o);
+                (e, o) = (0.0, 0.0);
+            }
+        }
+        // Everything above the last closed bin: the rest of the expected and observed mass.
+        let (e_tail, o_tail) = (n - e_done, n - o_done);
+        if e_tail >= 20.0 || bins.is_empty() {
+            bins.push((e_tail, o_tail));
+        } else if let Some(last) = bins.last_mut() {
+            *last = (last.0 + e_tail, last.1 + o_tail);
+        }
+        let stat = bins.iter().map(|(e, o)| (o - e) * (o - e) / e).sum();
+        (stat, bins.len() - 1)
+    }
+
+    /// The chi-square critical value at p = 1e-4 (Wilson-Hilferty).
+    fn chi_square_critical(df: usize) -> f64 {
+        let d = df.max(1) as f64;
+        let c = 2.0 / (9.0 * d);
+        d * (1.0 - c + 3.719 * c.sqrt()).powi(3)
+    }
+
+    /// `count` draws at `lam` from `poisson_fill`, in 4096-pixel patterns (one stream each) whose
+    /// odd pixels hold other lambdas (zero, NaN, negative, small, large, huge), so that the
+    /// partition and the per-class RNG blocks are exercised; returns the even pixels.
+    fn fill_samples(lam: f64, count: usize, seed: u64) -> Vec<f64> {
+        let others = [0.0, 0.3, f64::NAN, 55.0, -2.0, 7.5, 3.0e15, 1e4];
+        let mut scratch = PoissonScratch::default();
+        let mut out = Vec::with_capacity(count);
+        let mut k = 0;
+        while out.len() < count {
+            let mut v: Vec<f64> = (0..4096)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        lam
+                    } else {
+                        others[(i / 2) % others.len()]
+                    }
+                })
+                .collect();
+            poisson_fill(&mut pattern_rng(seed, k), &mut v, &mut scratch);
+            for (i, x) in v.iter().enumerate() {
+                match i % 2 {
+                    0 => out.push(*x),
+                    // Zero, NaN and negative lambdas give 0.
+                    _ if others[(i / 2) % others.len()].is_nan()
+                        || others[(i / 2) % others.len()] <= 0.0 =>
+                    {
+                        assert_eq!(*x, 0.0)
+                    }
+                    _ => assert!(*x >= 0.0 && x.fract() == 0.0),
+                }
+            }
+            k += 1;
+        }
+        out.truncate(count);
+        out
+    }
+
+    #[test]
+    fn poisson_samplers_match_the_pmf_mean_and_variance() {
+        let n = 120_000;
+        let lams = [
+            0.01, 0.5, 3.0, 9.99, 10.0, 12.0, 19.99, 20.0, 25.0, 100.0, 1e4, 2.5e6,
+        ];
+        for &lam in &lams {
+            let mut rng = ChaCha8Rng::seed_from_u64(77);
+            let scalar: Vec<f64> = (0..n).map(|_| poisson(&mut rng, lam)).collect();
+            let batch = fill_samples(lam, n, 78);
+            // PTRS itself down to 10, where it is valid (the samplers use it from 20).
+            let ptrs: Vec<f64> = if lam >= 10.0 {
+                (0..n).map(|_| ptrs_draw(&mut rng, lam)).collect()
+            } else {
+                scalar.clone()
+            };
+            for (name, xs) in [
+                ("poisson", &scalar),
+                ("poisson_fill", &batch),
+                ("ptrs", &ptrs),
+            ] {
+                assert!(xs.iter().all(|x| *x >= 0.0 && x.fract() == 0.0));
+                let mean = xs.iter().sum::<f64>() / n as f64;
+                let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+                // Mean and variance within 5 standard errors.
+                let se_mean = (lam / n as f64).sqrt();
+                assert!(
+                    (mean - lam).abs() < 5.0 * se_mean,
+                    "{name} {lam}: mean {mean}"
+                );
+                let se_var = ((2.0 * lam * lam + lam) / n as f64).sqrt();
+                assert!((var - lam).abs() < 5.0 * se_var, "{name} {lam}: var {var}");
+                // The whole distribution: chi-square below its p = 1e-4 critical value.
+                let (stat, df) = chi_square(xs, lam);
+                let crit = chi_square_critical(df);
+                assert!(stat < crit, "{name} {lam}: chi2 {stat} df {df} > {crit}");
+            }
+            // The test has power: draws at 1.05 lambda are rejected (lambda >= 3, where 5% is
+            // many standard errors at this sample size).
+            if lam >= 3.0 {
+                let off = fill_samples(lam * 1.05, n, 79);
+                let (stat, df) = chi_square(&off, lam);
+                assert!(stat > chi_square_critical(df), "{lam}: 5% off not detected");
+            }
+        }
+    }
+
+    #[test]
+    fn ptrs_acceptance_in_two_logarithms_agrees_with_numpys_form() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut decided = 0;
+        for _ in 0..200_000 {
+            let lam = 10f64.powf(1.0 + 6.0 * unif(rng.next_u64()));
+            let (b, a, _) = ptrs_consts(lam);
+            let z = 10.0 * unif(rng.next_u64()) - 5.0;
+            let k = (lam + z * lam.sqrt()).floor().max(0.0);
+            let us = 0.013 + (0.5 - 0.013) * unif(rng.next_u64());
+            let v = unif(rng.next_u64());
+            let invalpha = 1.1239 + 1.1328 / (b - 3.4);
+            // numpy's form; its rounding error grows with lam ln lam (about 1e-8 at lam = 1e7).
+            let d =
+                (v * invalpha / (a / (us * us) + b)).ln() - (-lam + k * lam.ln() - loggam(k + 1.0));
+            if d.abs() > 1e-6 {
+                assert_eq!(
+                    ptrs_accept(lam, a, b, k, us, v),
+                    d <= 0.0,
+                    "lam {lam} k {k}"
+                );
+                decided += 1;
+            }
+        }
+        assert!(decided > 199_000);
+        // loggam still matches ln Gamma.
+        assert!((loggam(10.0) - 362880f64.ln()).abs() < 1e-10);
+        assert!((loggam(40.0) - 106.63176026064346).abs() < 1e-10);
+    }
+
+    #[test]
+    fn poisson_fill_is_deterministic_and_draws_nothing_for_empty_pixels() {
+        let mut scratch = PoissonScratch::default();
+        let lams: Vec<f64> = (0..300).map(|i| (i as f64 * 0.37).exp() % 5e4).collect();
+        let mut a = lams.clone();
+        let mut b = lams.clone();
+        poisson_fill(&mut pattern_rng(5, 3), &mut a, &mut scratch);
+        poisson_fill(
+            &mut pattern_rng(5, 3),
+            &mut b,
+            &mut PoissonScratch::default(),
+        );
+        assert_eq!(a, b);
+        let mut c = lams.clone();
+        poisson_fill(&mut pattern_rng(5, 4), &mut c, &mut scratch);
+        assert_ne!(a, c);
+        // Zero, negative and NaN lambdas: 0, and the stream is untouched.
+        let mut rng = pattern_rng(5, 0);
+        let mut z = vec![0.0, -1.0, f64::NAN, -0.0];
+        poisson_fill(&mut rng, &mut z, &mut scratch);
+        assert_eq!(z, vec![0.0; 4]);
+        assert_eq!(rng.next_u64(), pattern_rng(5, 0).next_u64());
+        // Infinite lambda gives infinity; a huge one an integer within 10 sd.
+        let mut h = vec![f64::INFINITY, 3.0e16];
+        poisson_fill(&mut rng, &mut h, &mut scratch);
+        assert_eq!(h[0], f64::INFINITY);
+        assert!((h[1] - 3.0e16).abs() < 10.0 * 3.0e16f64.sqrt() && h[1].fract() == 0.0);
+        assert_eq!(poisson(&mut rng, f64::INFINITY), f64::INFINITY);
+        // The vector-friendly floor is exact below 2^51 and for the uniforms' extremes.
+        for x in [
+            -2.5,
+            -2.0,
+            -0.1,
+            0.0,
+            0.3,
+            1.0,
+            7.9999,
+            4.5e15 / 3.0,
+            -1e15 - 0.5,
+        ] {
+            assert_eq!(floor_fast(x), x.floor(), "{x}");
+            assert_eq!(floor_any(x), x.floor(), "{x}");
+        }
+        assert_eq!(floor_any(1e300), 1e300);
+        assert_eq!(floor_fast(f64::NEG_INFINITY), f64::NEG_INFINITY);
+        assert_eq!(unif(0), 0.0);
+        assert_eq!(unif(u64::MAX), 1.0 - f64::EPSILON);
     }
 
     #[test]
