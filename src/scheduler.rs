@@ -525,8 +525,18 @@ pub fn build(
                     }
                     Action::Restore => {
                         let dest = graph.output_path(i);
-                        match planner.store.restore(&key, &dest, &t.name)? {
-                            Some(rec) => {
+                        match planner.store.restore(&key, &dest, &t.name) {
+                            // A failed write (disk full, read-only) fails this target only;
+                            // the previous output stays in place.
+                            Err(e) => {
+                                reporter.fail(&t.name, &e.to_string(), None);
+                                state.insert(i, State::Failed);
+                                summary.failed += 1;
+                                if !opts.keep_going {
+                                    stop = true;
+                                }
+                            }
+                            Ok(Some(rec)) => {
                                 known.insert(i, rec.output);
                                 state.insert(i, State::Done(rec.output));
                                 summary.restored += 1;
@@ -539,7 +549,7 @@ pub fn build(
                                     ),
                                 );
                             }
-                            None => {
+                            Ok(None) => {
                                 state.insert(i, State::Queued);
                                 queue.push((i, material, key, a.reasons));
                             }
@@ -751,12 +761,16 @@ fn prepare(
         threads: opts.threads,
     };
     let spec_path = scratch.join("job.json");
-    crate::store::write_atomic(
+    if let Err(e) = crate::store::write_atomic(
         &spec_path,
         serde_json::to_string_pretty(&spec)
             .expect("job specs serialise")
             .as_bytes(),
-    )?;
+    ) {
+        // Disk full or read-only: leave no scratch behind for this target.
+        let _ = crate::store::remove_path(&scratch);
+        return Err(e);
+    }
     let job = Job {
         index: i,
         target: t.name.clone(),

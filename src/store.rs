@@ -146,18 +146,27 @@ fn stat_from(path: &Path, meta: Option<&std::fs::Metadata>) -> std::io::Result<(
 
 /// Write a file atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_staged(path, bytes)?
+        .persist(path)
+        .map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Write a file's new bytes next to it (temp file, fsynced) without putting them in place yet:
+/// [`tempfile::NamedTempFile::persist`] to `path` publishes them; dropping it discards them.
+fn write_staged(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    // Errors name the file being written, not its temporary name.
+    tmp.as_file_mut()
+        .write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    Ok(tmp)
 }
 
 /// fsync every file under a path (and the directories), so a rename publishes durable bytes.
@@ -406,7 +415,17 @@ impl Store {
         }
         let bytes = Self::frame(&entry);
         if let Some(f) = self.log.as_mut() {
-            f.write_all(&bytes).map_err(|e| Error::io(&path, e))?;
+            // A write that fails part-way (disk full, file size limit) must not leave a torn
+            // frame that later frames would follow: replay stops at the first torn frame and
+            // would drop them. Cut the log back to where the frame started.
+            let start = f.metadata().map(|m| m.len());
+            if let Err(e) = f.write_all(&bytes) {
+                if let Ok(start) = start {
+                    let _ = f.set_len(start);
+                }
+                self.log = None;
+                return Err(Error::io(&path, e));
+            }
         }
         self.apply(entry);
         self.frames += 1;
@@ -661,16 +680,23 @@ impl Store {
         let staging =
             cache.with_file_name(format!("{}.tmp-{}", manifest.key.hex(), std::process::id()));
         remove_path(&staging)?;
-        std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        std::fs::rename(built, staging.join("out")).map_err(|e| Error::io(&staging, e))?;
-        write_atomic(
-            &staging.join("manifest.json"),
-            serde_json::to_string_pretty(manifest)
-                .expect("manifests serialise")
-                .as_bytes(),
-        )?;
-        remove_path(&cache)?;
-        std::fs::rename(&staging, &cache).map_err(|e| Error::io(&cache, e))?;
+        let staged = (|| {
+            std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+            std::fs::rename(built, staging.join("out")).map_err(|e| Error::io(&staging, e))?;
+            write_atomic(
+                &staging.join("manifest.json"),
+                serde_json::to_string_pretty(manifest)
+                    .expect("manifests serialise")
+                    .as_bytes(),
+            )?;
+            remove_path(&cache)?;
+            std::fs::rename(&staging, &cache).map_err(|e| Error::io(&cache, e))
+        })();
+        if let Err(e) = staged {
+            // A failed write (disk full, read-only, file size limit) leaves no half entry.
+            let _ = remove_path(&staging);
+            return Err(e);
+        }
         self.install(&cache, dest, manifest)
     }
 
@@ -700,29 +726,49 @@ impl Store {
             std::process::id()
         ));
         remove_path(&tmp)?;
-        copy_tree(&cache.join("out"), &tmp)?;
-        sync_tree(&tmp)?;
+        // Every step that writes bytes (the copy, the manifest, the record) happens before the
+        // output is swapped in, so a failed write leaves the previous output, manifest and record
+        // as they were. Once the record is appended, the swap and the manifest's rename only
+        // rename; a kill between them leaves a record whose output is "modified", which the next
+        // run restores from the cache.
+        let manifest_path = self.manifest_path(&manifest.target);
+        let staged = (|| {
+            copy_tree(&cache.join("out"), &tmp)?;
+            sync_tree(&tmp)?;
+            // Renames keep inode, size and mtime, so the stat of `tmp` is the stat of `dest`.
+            let (digest, files) = Self::hash_output_trusting(&tmp, manifest)?;
+            let manifest_tmp = write_staged(
+                &manifest_path,
+                serde_json::to_string_pretty(manifest)
+                    .expect("manifests serialise")
+                    .as_bytes(),
+            )?;
+            let record = Record {
+                key: manifest.key,
+                material: manifest.material.clone(),
+                output: digest,
+                files,
+            };
+            self.append(Entry::Built {
+                target: manifest.target.clone(),
+                record: record.clone(),
+            })?;
+            Ok((record, manifest_tmp))
+        })();
+        let (record, manifest_tmp) = match staged {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = remove_path(&tmp);
+                return Err(e);
+            }
+        };
         replace(&tmp, dest)?;
         if let Ok(d) = File::open(parent) {
             let _ = d.sync_all();
         }
-        let (digest, files) = Self::hash_output_trusting(dest, manifest)?;
-        write_atomic(
-            &self.manifest_path(&manifest.target),
-            serde_json::to_string_pretty(manifest)
-                .expect("manifests serialise")
-                .as_bytes(),
-        )?;
-        let record = Record {
-            key: manifest.key,
-            material: manifest.material.clone(),
-            output: digest,
-            files,
-        };
-        self.append(Entry::Built {
-            target: manifest.target.clone(),
-            record: record.clone(),
-        })?;
+        manifest_tmp
+            .persist(&manifest_path)
+            .map_err(|e| Error::io(&manifest_path, e.error))?;
         Ok(record)
     }
 
