@@ -74,6 +74,13 @@ enum Entry {
     },
 }
 
+/// Room allocated at the end of the state log for one frame (see [`Store::reserve`]).
+struct Reserved {
+    offset: u64,
+    bytes: Vec<u8>,
+    entry: Entry,
+}
+
 /// The last failure of a target.
 #[derive(Clone, Debug)]
 pub struct Failure {
@@ -400,19 +407,7 @@ impl Store {
 
     fn append(&mut self, entry: Entry) -> Result<()> {
         let path = self.log_path();
-        if self.log.is_none() {
-            let exists = path.exists();
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| Error::io(&path, e))?;
-            if !exists {
-                f.write_all(format!("studymake state v{STATE_SCHEMA}\n").as_bytes())
-                    .map_err(|e| Error::io(&path, e))?;
-            }
-            self.log = Some(f);
-        }
+        self.open_log()?;
         let bytes = Self::frame(&entry);
         if let Some(f) = self.log.as_mut() {
             // A write that fails part-way (disk full, file size limit) must not leave a torn
@@ -429,6 +424,77 @@ impl Store {
         }
         self.apply(entry);
         self.frames += 1;
+        Ok(())
+    }
+
+    /// Allocate room at the end of the log for `entry`'s frame, so that writing it later cannot
+    /// fail for want of space or by the file size limit. The room reads as a torn tail (zeros)
+    /// until [`Store::commit`] fills it; [`Store::release`] gives it back.
+    fn reserve(&mut self, entry: Entry) -> Result<Reserved> {
+        use std::os::fd::AsRawFd;
+        let path = self.log_path();
+        self.open_log()?;
+        let bytes = Self::frame(&entry);
+        let Some(f) = self.log.as_mut() else {
+            return Err(Error::Other("internal: the state log is not open".into()));
+        };
+        let offset = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+        // SAFETY: a valid open descriptor; posix_fallocate only allocates blocks.
+        let rc = unsafe {
+            libc::posix_fallocate(
+                f.as_raw_fd(),
+                offset as libc::off_t,
+                bytes.len() as libc::off_t,
+            )
+        };
+        if rc != 0 {
+            let _ = f.set_len(offset);
+            return Err(Error::io(&path, std::io::Error::from_raw_os_error(rc)));
+        }
+        Ok(Reserved {
+            offset,
+            bytes,
+            entry,
+        })
+    }
+
+    /// Write a reserved frame into its room.
+    fn commit(&mut self, r: Reserved) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let path = self.log_path();
+        // A second handle without O_APPEND, so the write lands at the reserved offset.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.write_all_at(&r.bytes, r.offset))
+            .map_err(|e| Error::io(&path, e))?;
+        self.apply(r.entry);
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Give back a reservation that will not be committed.
+    fn release(&mut self, r: Reserved) {
+        if let Some(f) = self.log.as_mut() {
+            let _ = f.set_len(r.offset);
+        }
+    }
+
+    fn open_log(&mut self) -> Result<()> {
+        let path = self.log_path();
+        if self.log.is_none() {
+            let exists = path.exists();
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            if !exists {
+                f.write_all(format!("studymake state v{STATE_SCHEMA}\n").as_bytes())
+                    .map_err(|e| Error::io(&path, e))?;
+            }
+            self.log = Some(f);
+        }
         Ok(())
     }
 
@@ -726,11 +792,11 @@ impl Store {
             std::process::id()
         ));
         remove_path(&tmp)?;
-        // Every step that writes bytes (the copy, the manifest, the record) happens before the
-        // output is swapped in, so a failed write leaves the previous output, manifest and record
-        // as they were. Once the record is appended, the swap and the manifest's rename only
-        // rename; a kill between them leaves a record whose output is "modified", which the next
-        // run restores from the cache.
+        // Every step that needs space (the copy, the manifest, room in the log for the record)
+        // happens before the output is swapped in, so a failed write leaves the previous output,
+        // manifest and record as they were. After the swap, the manifest is renamed into place
+        // and the record written into its room; a kill before the record leaves the old record,
+        // and the next run restores the new output from the cache.
         let manifest_path = self.manifest_path(&manifest.target);
         let staged = (|| {
             copy_tree(&cache.join("out"), &tmp)?;
@@ -749,26 +815,32 @@ impl Store {
                 output: digest,
                 files,
             };
-            self.append(Entry::Built {
+            let reserved = self.reserve(Entry::Built {
                 target: manifest.target.clone(),
                 record: record.clone(),
             })?;
-            Ok((record, manifest_tmp))
+            Ok((record, manifest_tmp, reserved))
         })();
-        let (record, manifest_tmp) = match staged {
+        let (record, manifest_tmp, reserved) = match staged {
             Ok(x) => x,
             Err(e) => {
                 let _ = remove_path(&tmp);
                 return Err(e);
             }
         };
-        replace(&tmp, dest)?;
+        if let Err(e) = replace(&tmp, dest) {
+            self.release(reserved);
+            let _ = remove_path(&tmp);
+            return Err(e);
+        }
         if let Ok(d) = File::open(parent) {
             let _ = d.sync_all();
         }
-        manifest_tmp
-            .persist(&manifest_path)
-            .map_err(|e| Error::io(&manifest_path, e.error))?;
+        if let Err(e) = manifest_tmp.persist(&manifest_path) {
+            self.release(reserved);
+            return Err(Error::io(&manifest_path, e.error));
+        }
+        self.commit(reserved)?;
         Ok(record)
     }
 
