@@ -540,8 +540,18 @@ pub fn build(
                     }
                     Action::Restore => {
                         let dest = graph.output_path(i);
-                        match planner.store.restore(&key, &dest, &t.name)? {
-                            Some(rec) => {
+                        match planner.store.restore(&key, &dest, &t.name) {
+                            // A failed write (disk full, read-only) fails this target only;
+                            // the previous output stays in place.
+                            Err(e) => {
+                                reporter.fail(&t.name, &e.to_string(), None);
+                                state.insert(i, State::Failed);
+                                summary.failed += 1;
+                                if !opts.keep_going {
+                                    stop = true;
+                                }
+                            }
+                            Ok(Some(rec)) => {
                                 known.insert(i, rec.output);
                                 state.insert(i, State::Done(rec.output));
                                 summary.restored += 1;
@@ -554,7 +564,7 @@ pub fn build(
                                     ),
                                 );
                             }
-                            None => {
+                            Ok(None) => {
                                 state.insert(i, State::Queued);
                                 queue.push((i, material, key, a.reasons));
                             }
@@ -782,11 +792,14 @@ fn prepare(
     };
     // The spec lives in the job's private scratch, which a crash throws away: no fsync needed.
     let spec_path = scratch.join("job.json");
-    std::fs::write(
+    if let Err(e) = std::fs::write(
         &spec_path,
         serde_json::to_string_pretty(&spec).expect("job specs serialise"),
-    )
-    .map_err(|e| Error::io(&spec_path, e))?;
+    ) {
+        // Disk full or read-only: leave no scratch behind for this target.
+        let _ = crate::store::remove_path(&scratch);
+        return Err(Error::io(&spec_path, e));
+    }
     let direct = match (&spec.recipe, direct_commands) {
         (RecipeRef::Command { argv, .. }, true) => Some(DirectCommand {
             argv: argv.clone(),

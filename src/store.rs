@@ -74,6 +74,13 @@ enum Entry {
     },
 }
 
+/// Room allocated at the end of the state log for one frame (see [`Store::reserve`]).
+struct Reserved {
+    offset: u64,
+    bytes: Vec<u8>,
+    entry: Entry,
+}
+
 /// The last failure of a target.
 #[derive(Clone, Debug)]
 pub struct Failure {
@@ -160,6 +167,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// read back with checks (manifests: the state log is the authority and outputs are verified by
 /// digest).
 pub fn write_replacing(path: &Path, bytes: &[u8], durable: bool, tmp_dir: &Path) -> Result<()> {
+    write_staged(path, bytes, durable, tmp_dir)?
+        .persist(path)
+        .map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Write a file's new bytes into a temp file in `tmp_dir` without putting them in place yet:
+/// [`tempfile::NamedTempFile::persist`] to `path` publishes them; dropping it discards them.
+fn write_staged(
+    path: &Path,
+    bytes: &[u8],
+    durable: bool,
+    tmp_dir: &Path,
+) -> Result<tempfile::NamedTempFile> {
     let dir = tmp_dir;
     let mut tmp = match tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir) {
         Ok(t) => t,
@@ -172,14 +193,18 @@ pub fn write_replacing(path: &Path, bytes: &[u8], durable: bool, tmp_dir: &Path)
         }
         Err(e) => return Err(Error::io(dir, e)),
     };
-    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    if durable {
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io(tmp.path(), e))?;
-    }
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    // Errors name the file being written, not its temporary name.
+    tmp.as_file_mut()
+        .write_all(bytes)
+        .and_then(|()| {
+            if durable {
+                tmp.as_file().sync_all()
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|e| Error::io(path, e))?;
+    Ok(tmp)
 }
 
 /// fsync the regular files under a path (or the file itself): the bytes an output's record
@@ -424,6 +449,83 @@ impl Store {
 
     fn append(&mut self, entry: Entry) -> Result<()> {
         let path = self.log_path();
+        self.open_log()?;
+        let bytes = Self::frame(&entry);
+        if let Some(f) = self.log.as_mut() {
+            // A write that fails part-way (disk full, file size limit) must not leave a torn
+            // frame that later frames would follow: replay stops at the first torn frame and
+            // would drop them. Cut the log back to where the frame started.
+            let start = f.metadata().map(|m| m.len());
+            if let Err(e) = f.write_all(&bytes) {
+                if let Ok(start) = start {
+                    let _ = f.set_len(start);
+                }
+                self.log = None;
+                return Err(Error::io(&path, e));
+            }
+        }
+        self.log_bytes += bytes.len() as u64;
+        self.apply(entry, bytes.len() as u64);
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Allocate room at the end of the log for `entry`'s frame, so that writing it later cannot
+    /// fail for want of space or by the file size limit. The room reads as a torn tail (zeros)
+    /// until [`Store::commit`] fills it; [`Store::release`] gives it back.
+    fn reserve(&mut self, entry: Entry) -> Result<Reserved> {
+        use std::os::fd::AsRawFd;
+        let path = self.log_path();
+        self.open_log()?;
+        let bytes = Self::frame(&entry);
+        let Some(f) = self.log.as_mut() else {
+            return Err(Error::Other("internal: the state log is not open".into()));
+        };
+        let offset = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+        // SAFETY: a valid open descriptor; posix_fallocate only allocates blocks.
+        let rc = unsafe {
+            libc::posix_fallocate(
+                f.as_raw_fd(),
+                offset as libc::off_t,
+                bytes.len() as libc::off_t,
+            )
+        };
+        if rc != 0 {
+            let _ = f.set_len(offset);
+            return Err(Error::io(&path, std::io::Error::from_raw_os_error(rc)));
+        }
+        Ok(Reserved {
+            offset,
+            bytes,
+            entry,
+        })
+    }
+
+    /// Write a reserved frame into its room.
+    fn commit(&mut self, r: Reserved) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let path = self.log_path();
+        // A second handle without O_APPEND, so the write lands at the reserved offset.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.write_all_at(&r.bytes, r.offset))
+            .map_err(|e| Error::io(&path, e))?;
+        self.log_bytes = self.log_bytes.max(r.offset) + r.bytes.len() as u64;
+        self.apply(r.entry, r.bytes.len() as u64);
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Give back a reservation that will not be committed.
+    fn release(&mut self, r: Reserved) {
+        if let Some(f) = self.log.as_mut() {
+            let _ = f.set_len(r.offset);
+        }
+    }
+
+    fn open_log(&mut self) -> Result<()> {
+        let path = self.log_path();
         if self.log.is_none() {
             let exists = path.exists();
             let mut f = std::fs::OpenOptions::new()
@@ -437,13 +539,6 @@ impl Store {
             }
             self.log = Some(f);
         }
-        let bytes = Self::frame(&entry);
-        if let Some(f) = self.log.as_mut() {
-            f.write_all(&bytes).map_err(|e| Error::io(&path, e))?;
-        }
-        self.log_bytes += bytes.len() as u64;
-        self.apply(entry, bytes.len() as u64);
-        self.frames += 1;
         Ok(())
     }
 
@@ -570,12 +665,14 @@ impl Store {
                 }
             }
         }
-        // State files being written when a run was killed (manifests and cache entries are
+        // Manifests and state files being written when a run was killed (cache entries are
         // staged in tmp/, cleared above).
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".tmp-") {
-                    let _ = remove_path(&e.path());
+        for dir in [self.dir.join("manifests"), self.dir.clone()] {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for e in entries.flatten() {
+                    if e.file_name().as_encoded_bytes().starts_with(b".tmp-") {
+                        let _ = remove_path(&e.path());
+                    }
                 }
             }
         }
@@ -709,22 +806,26 @@ impl Store {
             std::process::id()
         ));
         remove_path(&staging)?;
-        std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        copy_tree(built, &staging.join("out"))?;
-        write_replacing(
-            &staging.join("manifest.json"),
-            serde_json::to_string_pretty(manifest)
-                .expect("manifests serialise")
-                .as_bytes(),
-            false,
-            &staging,
-        )?;
-        remove_path(&cache)?;
-        std::fs::rename(&staging, &cache).map_err(|e| Error::io(&cache, e))?;
-        let parent = dest.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        replace(built, dest)?;
-        self.record_installed(dest, manifest)
+        let staged = (|| {
+            std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+            copy_tree(built, &staging.join("out"))?;
+            write_replacing(
+                &staging.join("manifest.json"),
+                serde_json::to_string_pretty(manifest)
+                    .expect("manifests serialise")
+                    .as_bytes(),
+                false,
+                &staging,
+            )?;
+            remove_path(&cache)?;
+            std::fs::rename(&staging, &cache).map_err(|e| Error::io(&cache, e))
+        })();
+        if let Err(e) = staged {
+            // A failed write (disk full, read-only, file size limit) leaves no half entry.
+            let _ = remove_path(&staging);
+            return Err(e);
+        }
+        self.put_in_place(built, dest, manifest)
     }
 
     /// Restore the output of `key` from the cache into `dest`, after checking its bytes.
@@ -764,23 +865,35 @@ impl Store {
             std::process::id()
         ));
         remove_path(&tmp)?;
-        copy_tree(&cache.join("out"), &tmp)?;
-        sync_files(&tmp)?;
-        replace(&tmp, dest)?;
-        self.record_installed(dest, manifest)
+        let copied = copy_tree(&cache.join("out"), &tmp).and_then(|()| sync_files(&tmp));
+        let result = copied.and_then(|()| self.put_in_place(&tmp, dest, manifest));
+        if result.is_err() {
+            let _ = remove_path(&tmp);
+        }
+        result
     }
 
-    /// Write the manifest of an output just put in place and append its record to the log
-    /// (the log is synced once, when the build finishes).
-    fn record_installed(&mut self, dest: &Path, manifest: &Manifest) -> Result<Record> {
-        let (digest, files) = Self::hash_output_trusting(dest, manifest)?;
-        write_replacing(
-            &self.manifest_path(&manifest.target),
+    /// Swap a complete, synced output (`ready`, on the study's filesystem) in at `dest`, with its
+    /// manifest and record. Every step that needs space (the manifest, room in the log for the
+    /// record) happens before the swap, so a failed write leaves the previous output, manifest
+    /// and record as they were. After the swap, the manifest is renamed into place and the record
+    /// written into its room (the log is synced when the build ends); a kill before the record
+    /// leaves the old record, and the next run restores the new output from the cache.
+    fn put_in_place(&mut self, ready: &Path, dest: &Path, manifest: &Manifest) -> Result<Record> {
+        let parent = dest.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let manifest_path = self.manifest_path(&manifest.target);
+        // Renames keep inode, size and mtime, so the stat of `ready` is the stat of `dest`.
+        let (digest, files) = Self::hash_output_trusting(ready, manifest)?;
+        // Staged in the manifests directory itself, so that a directory that cannot take it
+        // (read-only, full) fails the target before the swap, not after.
+        let manifest_tmp = write_staged(
+            &manifest_path,
             serde_json::to_string_pretty(manifest)
                 .expect("manifests serialise")
                 .as_bytes(),
             false,
-            &self.dir.join("tmp"),
+            manifest_path.parent().unwrap_or(&self.dir),
         )?;
         let record = Record {
             key: manifest.key,
@@ -788,10 +901,19 @@ impl Store {
             output: digest,
             files,
         };
-        self.append(Entry::Built {
+        let reserved = self.reserve(Entry::Built {
             target: manifest.target.clone(),
             record: record.clone(),
         })?;
+        if let Err(e) = replace(ready, dest) {
+            self.release(reserved);
+            return Err(e);
+        }
+        if let Err(e) = manifest_tmp.persist(&manifest_path) {
+            self.release(reserved);
+            return Err(Error::io(&manifest_path, e.error));
+        }
+        self.commit(reserved)?;
         Ok(record)
     }
 

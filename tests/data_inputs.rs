@@ -94,3 +94,64 @@ fn compare_scores_two_images_and_writes_nothing() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("nope.npy"), "{}", bad.stderr);
 }
+
+/// A dataset whose arrays disagree in length (10 diffraction patterns, 9 x positions), supplied
+/// by an external command (`cp`, no shell) as `train_data` and `test_data`: the built-in `pinn`
+/// and `evaluate` recipes refuse it with one message naming the file, the keys and the lengths.
+#[test]
+fn a_dataset_whose_arrays_disagree_in_length_fails_the_model_and_the_evaluation() {
+    let bad = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/bad/data/length_mismatch.npz");
+    let expect = "diffraction holds 10 patterns but xcoords holds 9 entries";
+    let study = |model: &str| {
+        format!(
+            "[study]\nname = \"mismatch\"\n\n[params]\ntrain_seed = 1\n\
+             test_seed = 1\nepochs = 1\n\n[probes.idealized]\nrecipe = \"default_probe\"\n\n\
+             [objects.lines]\nrecipe = \"lines_object\"\nparams = {{ seed = 7, object_size = 64 }}\n\n[matrix]\ngridsize = [1]\n\
+             probe = [\"idealized\"]\n\n[recipes.train_data]\ncommand = [\"cp\", {bad:?}, \"{{output}}\"]\n\n\
+             [recipes.test_data]\ncommand = [\"cp\", {bad:?}, \"{{output}}\"]\n\n{model}\n\
+             [recipes]\nmetrics = \"evaluate\"\nreport = \"report\"\n",
+            bad = bad.display().to_string()
+        )
+    };
+    // The model recipe reads the training set.
+    let s = Study::empty();
+    s.write_studyfile(&study("[recipes.model]\nrecipe = \"pinn\"\n"));
+    let r = s.run(&[]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("FAILED gs1_idealized/model"))
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(
+        line.contains("gs1_idealized/train_data.npz") && line.contains(expect),
+        "{line}"
+    );
+    assert!(!s.path("study/gs1_idealized/model").exists());
+
+    // The evaluation reads the test set (the model is a stand-in directory).
+    let s = Study::empty();
+    std::fs::write(
+        s.path("fake_model.sh"),
+        "#!/bin/sh\nmkdir -p \"$1\"\nprintf '{\"params\": {\"gridsize\": 1}}\\n' > \"$2\"\n",
+    )
+    .unwrap();
+    s.write_studyfile(&study(
+        "[recipes.model]\ncommand = [\"sh\", \"fake_model.sh\", \"{output}\", \"{report}\", \"{param.epochs}\"]\noutput = \"dir\"\n",
+    ));
+    let r = s.run(&[]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("FAILED gs1_idealized/metrics"))
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(
+        line.contains("gs1_idealized/test_data.npz") && line.contains(expect),
+        "{line}"
+    );
+    assert!(!s.path("study/gs1_idealized/metrics").exists());
+}
