@@ -857,11 +857,11 @@ impl Store {
     /// Copy a cache entry's output into place (synced: the copy is new bytes the record will
     /// vouch for), then record it.
     fn install(&mut self, cache: &Path, dest: &Path, manifest: &Manifest) -> Result<Record> {
-        let parent = dest.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        let tmp = parent.join(format!(
-            ".{}.new-{}",
-            dest.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
+        // Staged in the state's scratch (same filesystem), which the next run reclaims if this
+        // one is killed, never beside the output.
+        let tmp = self.dir.join("tmp").join(format!(
+            "restore-{}-{}",
+            manifest.target.replace('/', "~"),
             std::process::id()
         ));
         remove_path(&tmp)?;
