@@ -515,12 +515,8 @@ pub fn build(
                     }
                     Err(e) => {
                         reporter.fail(&t.name, &e.to_string(), None);
-                        state.insert(i, State::Failed);
-                        summary.failed += 1;
+                        stop |= mark_failed(&mut state, &mut summary, opts.keep_going, i);
                         progressed = true;
-                        if !opts.keep_going {
-                            stop = true;
-                        }
                         continue;
                     }
                 };
@@ -545,11 +541,7 @@ pub fn build(
                             // the previous output stays in place.
                             Err(e) => {
                                 reporter.fail(&t.name, &e.to_string(), None);
-                                state.insert(i, State::Failed);
-                                summary.failed += 1;
-                                if !opts.keep_going {
-                                    stop = true;
-                                }
+                                stop |= mark_failed(&mut state, &mut summary, opts.keep_going, i);
                             }
                             Ok(Some(rec)) => {
                                 known.insert(i, rec.output);
@@ -610,11 +602,7 @@ pub fn build(
                     if let Err(e) = executor.start(job) {
                         reporter.fail(&t.name, &e.to_string(), None);
                         let _ = crate::store::remove_path(&scratch);
-                        state.insert(i, State::Failed);
-                        summary.failed += 1;
-                        if !opts.keep_going {
-                            stop = true;
-                        }
+                        stop |= mark_failed(&mut state, &mut summary, opts.keep_going, i);
                         continue;
                     }
                     state.insert(i, State::Running);
@@ -635,11 +623,7 @@ pub fn build(
                 }
                 Err(e) => {
                     reporter.fail(&t.name, &e.to_string(), None);
-                    state.insert(i, State::Failed);
-                    summary.failed += 1;
-                    if !opts.keep_going {
-                        stop = true;
-                    }
+                    stop |= mark_failed(&mut state, &mut summary, opts.keep_going, i);
                 }
             }
         }
@@ -687,11 +671,7 @@ pub fn build(
                 let msg = e.to_string();
                 let _ = planner.store.record_failure(&t.name, run.key, &msg);
                 reporter.fail(&t.name, &msg, Some(&run.log));
-                state.insert(i, State::Failed);
-                summary.failed += 1;
-                if !opts.keep_going {
-                    stop = true;
-                }
+                stop |= mark_failed(&mut state, &mut summary, opts.keep_going, i);
             }
         }
     }
@@ -704,6 +684,18 @@ pub fn build(
     planner.store.finish()?;
     reporter.finish();
     Ok(summary)
+}
+
+/// Record target `i` as failed; whether the build stops (it goes on only with `-k`).
+fn mark_failed(
+    state: &mut HashMap<usize, State>,
+    summary: &mut Summary,
+    keep_going: bool,
+    i: usize,
+) -> bool {
+    state.insert(i, State::Failed);
+    summary.failed += 1;
+    !keep_going
 }
 
 fn join_reasons(r: &[Reason]) -> String {
