@@ -253,21 +253,19 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-fn load(g: &Global, catalog: &dyn Catalog, profile: Option<String>) -> Result<Graph> {
-    let t0 = std::time::Instant::now();
+/// The Studyfile named by `-f`, parsed.
+fn load_studyfile(g: &Global) -> Result<crate::studyfile::Studyfile> {
     if !g.file.exists() {
         return Err(Error::Usage(format!(
             "{}: no such Studyfile (give one with -f FILE; Studyfile.example shows the format)",
             g.file.display()
         )));
     }
-    let graph = Graph::load(&g.file, profile.as_deref(), catalog)?;
-    tracing::debug!(
-        "graph: {} targets in {:.1} ms",
-        graph.targets.len(),
-        t0.elapsed().as_secs_f64() * 1e3
-    );
-    Ok(graph)
+    crate::studyfile::Studyfile::load(&g.file)
+}
+
+fn load(g: &Global, catalog: &dyn Catalog, profile: Option<String>) -> Result<Graph> {
+    Graph::from_studyfile(&load_studyfile(g)?, profile.as_deref(), catalog)
 }
 
 /// `--profile`, or the profile of the last build of this study (said on stderr).
@@ -278,7 +276,9 @@ fn remembered_profile(g: &Global) -> Result<Option<String>> {
     let Ok(sf) = crate::studyfile::Studyfile::load(&g.file) else {
         return Ok(None);
     };
-    let out = sf.dir.join(sf.raw.study.output.get_ref());
+    let Ok(out) = Graph::out_dir_of(&sf) else {
+        return Ok(None);
+    };
     let p = out.join(".studymake").join("profile");
     match std::fs::read_to_string(&p) {
         Ok(s) if !s.trim().is_empty() => {
@@ -302,13 +302,7 @@ fn cores() -> usize {
 /// nothing changed, else expand the graph and build.
 fn build_command(g: &Global, catalog: &Builtins, targets: &[String]) -> Result<i32> {
     let t0 = std::time::Instant::now();
-    if !g.file.exists() {
-        return Err(Error::Usage(format!(
-            "{}: no such Studyfile (give one with -f FILE; Studyfile.example shows the format)",
-            g.file.display()
-        )));
-    }
-    let sf = crate::studyfile::Studyfile::load(&g.file)?;
+    let sf = load_studyfile(g)?;
     let out_dir = Graph::out_dir_of(&sf)?;
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
     let state_dir = out_dir.join(".studymake");
