@@ -11,20 +11,29 @@ use rand::RngCore;
 use rayon::prelude::*;
 use std::time::Instant;
 use studymake::science::fft::Fft2;
-use studymake::science::simulate::{
-    pattern_rng, poisson, poisson_fill, simulate, PoissonScratch, SimParams,
-};
+use studymake::science::poisson::{poisson, poisson_fill, poisson_fill_with, PoissonScratch, Simd};
+use studymake::science::simulate::{pattern_rng, simulate, SimParams};
 use studymake::science::{object, probe};
 
-/// CPU seconds used by this process so far (all threads): robust on a shared, loaded machine.
-fn cpu_seconds() -> f64 {
+/// Seconds of `clock` (`clock_gettime`).
+fn clock_seconds(clock: libc::clockid_t) -> f64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// CPU seconds used by this process so far (all threads): robust on a shared, loaded machine.
+fn cpu_seconds() -> f64 {
+    clock_seconds(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+/// CPU seconds used by the calling thread so far.
+fn thread_cpu_seconds() -> f64 {
+    clock_seconds(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 /// Best wall time and best CPU time over `reps` runs, and the last result.
@@ -80,6 +89,51 @@ fn main() {
             println!(
                 "lambda {lam} ns_per_pixel {:.2}",
                 c * 1e9 / (200.0 * 4096.0)
+            );
+        }
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("simulate") {
+        // The simulation alone, for profiling.
+        let (t, c, d) = best_of(reps, || simulate(&obj, &pr, &SimParams::new(n, 1e9, 42, 1)));
+        let d = d.expect("simulate");
+        println!(
+            "simulate_s {t:.4}\nsimulate_cpu_s {c:.4}\nsum {}",
+            d.diffraction.sum()
+        );
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("mix") {
+        // ns per pixel of poisson_fill on the real lambdas of the first 500 patterns, on one
+        // thread (its own CPU clock), for every instruction set this CPU has.
+        let mut quiet = SimParams::new(n.min(500), 1e9, 42, 1);
+        quiet.noise = false;
+        let d = simulate(&obj, &pr, &quiet).expect("simulate");
+        let s = d.intensity_scale;
+        let lams: Vec<f64> = d
+            .diffraction
+            .iter()
+            .map(|a| (*a as f64 * s).powi(2))
+            .collect();
+        let mut work = lams.clone();
+        let mut scratch = PoissonScratch::default();
+        let only = std::env::var("BENCH_SIMD").unwrap_or_default();
+        for simd in Simd::available() {
+            if !only.is_empty() && format!("{simd:?}") != only {
+                continue;
+            }
+            let mut best = f64::INFINITY;
+            for _ in 0..reps.max(5) {
+                work.copy_from_slice(&lams);
+                let c = thread_cpu_seconds();
+                for (k, pat) in work.chunks_mut(64 * 64).enumerate() {
+                    poisson_fill_with(simd, &mut pattern_rng(42, k), pat, &mut scratch);
+                }
+                best = best.min(thread_cpu_seconds() - c);
+            }
+            println!(
+                "poisson_{simd:?}_ns_per_pixel {:.2}",
+                best * 1e9 / lams.len() as f64
             );
         }
         return;

@@ -101,7 +101,8 @@ impl Builtins {
             (
                 RecipeInfo {
                     name: "simulate",
-                    version: 2,
+                    // v3: the vectorised Poisson sampler (science::poisson) draws other bits.
+                    version: 3,
                     params: vec![
                         p("gridsize", None, "patterns per group side (C = gridsize^2)"),
                         p("seed", None, "scan positions, noise and grouping seed"),

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod model;
 pub mod npy;
 pub mod object;
+pub mod poisson;
 pub mod probe;
 pub mod registration;
 pub mod simulate;
