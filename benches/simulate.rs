@@ -11,7 +11,8 @@ use rand::RngCore;
 use rayon::prelude::*;
 use std::time::Instant;
 use studymake::science::fft::Fft2;
-use studymake::science::poisson::{poisson, poisson_fill, poisson_fill_with, PoissonScratch, Simd};
+use studymake::science::poisson::{poisson, poisson_fill, poisson_fill_with, PoissonScratch};
+use studymake::science::simd::Simd;
 use studymake::science::simulate::{pattern_rng, simulate, SimParams};
 use studymake::science::{object, probe};
 

@@ -16,5 +16,6 @@ pub mod object;
 pub mod poisson;
 pub mod probe;
 pub mod registration;
+pub mod simd;
 pub mod simulate;
 pub mod stitch;

@@ -23,6 +23,7 @@
     clippy::excessive_precision
 )]
 
+use crate::science::simd::Simd;
 use rand::{Rng, RngCore};
 use std::ops::{Add, BitAnd, BitOr, Div, Mul, Neg, Not, Sub};
 
@@ -588,11 +589,12 @@ fn invert_v<const L: usize>(lam: F<L>, u: F<L>) -> F<L> {
     let mut p = exp_v(-lam);
     let mut f = p;
     let mut x = F::splat(0.0);
-    let mut t = 0.0;
+    let mut t = 0;
     loop {
         for _ in 0..4 {
-            t += 1.0;
-            let r = 1.0 / t;
+            t += 1;
+            // 1/t from a table while it lasts (the same double as computing it).
+            let r = RECIP.get(t).copied().unwrap_or_else(|| 1.0 / t as f64);
             x = x + select(u.gt(f) & p.gt(0.0), 1.0, 0.0);
             p = p * (lam * r);
             f = f + p;
@@ -603,6 +605,17 @@ fn invert_v<const L: usize>(lam: F<L>, u: F<L>) -> F<L> {
     }
     select(u.le(1.0 - lam), 0.0, x)
 }
+
+/// `1/t` for t < 64 (`RECIP[0]` unused).
+const RECIP: [f64; 64] = {
+    let mut r = [0.0; 64];
+    let mut t = 1;
+    while t < 64 {
+        r[t] = 1.0 / t as f64;
+        t += 1;
+    }
+    r
+};
 
 /// One inversion draw (0 < lambda < 20) with the uniform `u`, as [`poisson_fill`] makes it.
 fn invert(lam: f64, u: f64) -> f64 {
@@ -632,48 +645,6 @@ pub struct PoissonScratch {
     huge: Vec<usize>,
 }
 
-/// The instruction sets [`poisson_fill`]'s branch-free passes are compiled for. Every one draws
-/// the same bits; they differ only in speed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Simd {
-    /// Baseline x86-64 (SSE2) or any other target: 2 lanes.
-    Baseline,
-    /// AVX2 and FMA: 4 lanes.
-    Avx2,
-    /// AVX-512 (F, DQ, VL): 8 lanes.
-    Avx512,
-}
-
-impl Simd {
-    /// The widest instruction set this CPU has.
-    pub fn detect() -> Simd {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-            {
-                return Simd::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Simd::Avx2;
-            }
-        }
-        Simd::Baseline
-    }
-
-    /// Every instruction set this CPU can run, narrowest first.
-    pub fn available() -> Vec<Simd> {
-        let best = Simd::detect();
-        [Simd::Baseline, Simd::Avx2, Simd::Avx512]
-            .into_iter()
-            .filter(|s| *s as u8 <= best as u8)
-            .collect()
-    }
-}
-
 /// Replace every lambda in `values` by one Poisson(lambda) draw (exact, as [`poisson`]), for a
 /// whole diffraction pattern at a time, with the widest instruction set of this CPU
 /// ([`poisson_fill_with`] for the order in which uniforms are used).
@@ -681,8 +652,8 @@ pub fn poisson_fill<R: RngCore + ?Sized>(rng: &mut R, values: &mut [f64], s: &mu
     poisson_fill_with(Simd::detect(), rng, values, s)
 }
 
-/// [`poisson_fill`] on a chosen instruction set (one this CPU has; a wider one than
-/// [`Simd::detect`] falls back to it). The RNG consumption is fixed by the values alone, so
+/// [`poisson_fill`] on a chosen instruction set (16 lanes under AVX-512, 8 under AVX2, 2
+/// otherwise; a level this CPU lacks falls back to the widest it has). The RNG consumption is fixed by the values alone, so
 /// results are deterministic and the same on every instruction set. For `n` values:
 ///
 /// 1. One block of `2n` u64 is drawn (`Rng::fill`): pixel `i` gets `u_i` (u64 number `i`) and
@@ -720,20 +691,14 @@ pub fn poisson_fill_with<R: RngCore + ?Sized>(
 /// One pass of [`poisson_fill_with`] (`first`: steps 1-2, else one round of step 3) on the
 /// chosen instruction set.
 fn lane_pass(simd: Simd, first: bool, values: &mut [f64], s: &mut PoissonScratch) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let best = Simd::detect();
-        if simd == Simd::Avx512 && best == Simd::Avx512 {
-            // SAFETY: the CPU has AVX-512 F, DQ and VL (checked just above).
-            return unsafe { lane_pass_avx512(first, values, s) };
-        }
-        if simd != Simd::Baseline && best != Simd::Baseline {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { lane_pass_avx2(first, values, s) };
-        }
+    match simd.usable() {
+        // SAFETY: `usable` checked that the CPU has the features of each function.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { lane_pass_avx512(first, values, s) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { lane_pass_avx2(first, values, s) },
+        _ => lane_pass_generic::<2>(first, values, s),
     }
-    let _ = simd;
-    lane_pass_generic::<2>(first, values, s)
 }
 
 #[cfg(target_arch = "x86_64")]
