@@ -2,8 +2,10 @@
 //! prediction of object patches.
 //!
 //! * [`network`]: encoder and decoders.
-//! * [`kernels`]: convolution (im2col + gemm), pooling and upsampling as candle custom ops with
-//!   their local backward passes.
+//! * [`kernels`]: convolution, pooling and upsampling as candle custom ops with their local
+//!   backward passes.
+//! * [`winograd`]: the Winograd F(4x4, 3x3) convolution the kernels use for layers with 16 or
+//!   more channels in and out (forward, input gradient and kernel gradient).
 //! * [`physics`]: reassembly, probe, centred far field (differentiable, constant operators).
 //! * [`groups`]: the grouped, normalised view of a dataset.
 //! * [`pinn`]: the model, the Poisson loss and training.
@@ -41,6 +43,7 @@ pub mod physics;
 pub mod pinn;
 #[cfg(test)]
 pub(crate) mod testdata;
+pub mod winograd;
 
 use crate::error::{Error, Result};
 use crate::science::dataset::Dataset;

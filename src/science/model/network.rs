@@ -3,8 +3,8 @@
 //!
 //! Layout is NHWC throughout: a batch is `(B, H, W, channels)`. Each 3x3 'same' convolution (with
 //! its bias and ReLU), max pooling and upsampling is one candle custom op from [`super::kernels`]
-//! (im2col + one gemm for the convolution, with a local backward tested against finite
-//! differences); candle's autodiff chains them.
+//! (Winograd F(4x4, 3x3) or im2col + gemm for the convolution, with a local backward tested
+//! against finite differences); candle's autodiff chains them.
 
 pub use super::kernels::{conv3x3_fused, max_pool2, upsample2};
 use crate::error::{Error, Result};
