@@ -150,7 +150,7 @@ fn par_filled<T: Send>(
     v
 }
 
-fn write_from<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+pub(super) fn write_from<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
     assert_eq!(dst.len(), src.len());
     // SAFETY: MaybeUninit<T> has T's layout, both ranges have dst.len() elements (asserted), and
     // they do not overlap (a shared and a mutable borrow).
@@ -353,18 +353,32 @@ fn conv_bwd<T: WithDType>(
     // Gradient before the ReLU: zero where the output was clipped (TensorFlow's convention:
     // the derivative at 0 is 0).
     let g: Cow<[T]> = if relu {
-        Cow::Owned(
-            res.par_iter()
-                .zip(grad.par_iter())
-                .map(|(r, g)| if *r > T::zero() { *g } else { T::zero() })
-                .collect(),
-        )
+        Cow::Owned(par_filled(m * cout, 1 << 14, |i, dst| {
+            let at = i << 14;
+            for ((d, r), g) in dst.iter_mut().zip(&res[at..]).zip(&grad[at..]) {
+                d.write(if *r > T::zero() { *g } else { T::zero() });
+            }
+        }))
     } else {
         Cow::Borrowed(grad)
     };
+    // db: partial sums over fixed blocks of DB_ROWS pixels (in parallel), added in block order.
+    const DB_ROWS: usize = 512;
+    let partial: Vec<Vec<T>> = g
+        .par_chunks(DB_ROWS * cout)
+        .map(|c| {
+            let mut acc = vec![T::zero(); cout];
+            for r in c.chunks(cout) {
+                for (a, v) in acc.iter_mut().zip(r) {
+                    *a += *v;
+                }
+            }
+            acc
+        })
+        .collect();
     let mut db = vec![T::zero(); cout];
-    for r in g.chunks(cout) {
-        for (a, v) in db.iter_mut().zip(r) {
+    for p in &partial {
+        for (a, v) in db.iter_mut().zip(p) {
             *a += *v;
         }
     }

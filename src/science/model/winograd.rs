@@ -23,9 +23,10 @@
 //! at run time); Rust never contracts `a * b + c` into an FMA, so every path gives the same
 //! bits.
 
-use super::kernels::{matmul_with, SendPtr};
+use super::kernels::{matmul_with, write_from, SendPtr};
 use candle_core::WithDType;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Channels per vector block in the transforms.
 const CB: usize = 16;
@@ -90,6 +91,9 @@ pub const F4: Wino<4, 6> = Wino {
     ],
 };
 
+/// Fills the transform-domain values of a range of tile rows.
+type ChunkFill<'a, T> = dyn Fn(std::ops::Range<usize>, &mut [MaybeUninit<T>]) + Sync + 'a;
+
 /// NHWC dimensions `(B, H, W, C)`.
 type Dims = (usize, usize, usize, usize);
 
@@ -129,12 +133,21 @@ fn load<T: WithDType>(dst: &mut [T; CB], src: &[T], cb: usize) {
 
 /// `dst[..cb] = src[..cb]` (see [`load`]).
 #[inline(always)]
-fn store<T: WithDType>(dst: &mut [T], src: &[T; CB], cb: usize) {
+fn store<T: WithDType>(dst: &mut [MaybeUninit<T>], src: &[T; CB], cb: usize) {
     if cb == CB {
-        dst[..CB].copy_from_slice(src);
+        write_from(&mut dst[..CB], src);
     } else {
-        dst[..cb].copy_from_slice(&src[..cb]);
+        write_from(&mut dst[..cb], &src[..cb]);
     }
+}
+
+/// The first `n` elements of `v`, which the caller has written.
+///
+/// # Safety
+/// Every element of `v[..n]` must have been written.
+unsafe fn assume_init<T>(v: &[MaybeUninit<T>], n: usize) -> &[T] {
+    // SAFETY: MaybeUninit<T> has T's layout and the caller guarantees initialisation.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<T>(), n) }
 }
 
 /// `acc[l] = sum_k coef[k] * src[k * stride + off][l]` over nonzero `coef[k]`, `k` ascending.
@@ -225,7 +238,7 @@ fn input_tiles<T: WithDType, const M: usize, const A: usize>(
     (_, h, w, c): Dims,
     rows: std::ops::Range<usize>,
     tile_major: bool,
-    v: &mut [T],
+    v: &mut [MaybeUninit<T>],
 ) {
     let (nty, ntx) = grid::<M>(h, w);
     let tl = rows.len() * ntx;
@@ -274,7 +287,7 @@ fn grad_tiles<T: WithDType, const M: usize, const A: usize>(
     (_, h, w, c): Dims,
     rows: std::ops::Range<usize>,
     tile_major: bool,
-    m: &mut [T],
+    m: &mut [MaybeUninit<T>],
 ) {
     let (nty, ntx) = grid::<M>(h, w);
     let tl = rows.len() * ntx;
@@ -327,7 +340,7 @@ fn output_tiles<T: WithDType, const M: usize, const A: usize>(
     relu: bool,
     (_, h, w, c): Dims,
     rows: std::ops::Range<usize>,
-    y: &mut [T],
+    y: &mut [MaybeUninit<T>],
 ) {
     let (nty, ntx) = grid::<M>(h, w);
     let tl = rows.len() * ntx;
@@ -417,18 +430,18 @@ macro_rules! simd_dispatch {
 
 simd_dispatch!(
     input_tiles_d,
-    (bt: &[[T; A]; A], x: &[T], d: Dims, rows: std::ops::Range<usize>, tm: bool, v: &mut [T]),
+    (bt: &[[T; A]; A], x: &[T], d: Dims, rows: std::ops::Range<usize>, tm: bool, v: &mut [MaybeUninit<T>]),
     input_tiles::<T, M, A>(bt, x, d, rows, tm, v)
 );
 simd_dispatch!(
     grad_tiles_d,
-    (a: &[[T; M]; A], g: &[T], d: Dims, rows: std::ops::Range<usize>, tm: bool, m: &mut [T]),
+    (a: &[[T; M]; A], g: &[T], d: Dims, rows: std::ops::Range<usize>, tm: bool, m: &mut [MaybeUninit<T>]),
     grad_tiles::<T, M, A>(a, g, d, rows, tm, m)
 );
 simd_dispatch!(
     output_tiles_d,
     (at: &[[T; A]; M], z: &[T], bias: &[T], relu: bool, d: Dims, rows: std::ops::Range<usize>,
-     y: &mut [T]),
+     y: &mut [MaybeUninit<T>]),
     output_tiles::<T, M, A>(at, z, bias, relu, d, rows, y)
 );
 
@@ -521,16 +534,18 @@ impl<const M: usize, const A: usize> Wino<M, A> {
         let at: [[T; A]; M] = cast(&self.at);
         let n = b * h * w * cout;
         let mut y: Vec<T> = Vec::with_capacity(n);
-        let out = SendPtr(y.as_mut_ptr());
+        let out = SendPtr(y.spare_capacity_mut().as_mut_ptr());
         let pixel_row = |r: usize| (r / nty * h + (r % nty * M).min(h)) * w * cout;
         (0..rows.div_ceil(rpc)).into_par_iter().for_each_init(
-            || (Vec::<T>::new(), Vec::<T>::new()),
+            || (Vec::<MaybeUninit<T>>::new(), Vec::<T>::new()),
             |(v, z), ci| {
                 let r = ci * rpc..((ci + 1) * rpc).min(rows);
                 let tl = r.len() * ntx;
-                v.resize(A * A * tl * cin, T::zero());
+                v.resize(A * A * tl * cin, MaybeUninit::uninit());
                 z.resize(A * A * tl * cout, T::zero());
                 input_tiles_d::<T, M, A>(&bt, x, (b, h, w, cin), r.clone(), false, v);
+                // SAFETY: input_tiles wrote every point, tile and channel of the chunk.
+                let v = unsafe { assume_init(v, A * A * tl * cin) };
                 for p in 0..A * A {
                     matmul_with(
                         (tl, cout, cin),
@@ -574,11 +589,16 @@ impl<const M: usize, const A: usize> Wino<M, A> {
         let rpc = rows_per_chunk::<T, A>(ntx, rows, cin, cout);
         let bt: [[T; A]; A] = cast(&self.bt);
         let a: [[T; M]; A] = self.a();
-        let transformed = |c: usize, f: &(dyn Fn(std::ops::Range<usize>, &mut [T]) + Sync)| {
-            let mut v = vec![T::zero(); tiles * A * A * c];
-            v.par_chunks_mut(rpc * ntx * A * A * c)
+        let transformed = |c: usize, f: &ChunkFill<'_, T>| {
+            let n = tiles * A * A * c;
+            let mut v: Vec<T> = Vec::with_capacity(n);
+            v.spare_capacity_mut()[..n]
+                .par_chunks_mut(rpc * ntx * A * A * c)
                 .enumerate()
                 .for_each(|(ci, dst)| f(ci * rpc..((ci + 1) * rpc).min(rows), dst));
+            // SAFETY: the chunks cover all tile rows, and the transforms write every
+            // point, tile and channel of theirs.
+            unsafe { v.set_len(n) };
             v
         };
         let (v, m) = rayon::join(
