@@ -593,7 +593,7 @@ impl<const M: usize, const A: usize> Wino<M, A> {
             let n = tiles * A * A * c;
             let mut v: Vec<T> = Vec::with_capacity(n);
             v.spare_capacity_mut()[..n]
-                .par_chunks_mut(rpc * ntx * A * A * c)
+                .par_chunks_mut((rpc * ntx * A * A * c).max(1))
                 .enumerate()
                 .for_each(|(ci, dst)| f(ci * rpc..((ci + 1) * rpc).min(rows), dst));
             // SAFETY: the chunks cover all tile rows, and the transforms write every
