@@ -2,6 +2,8 @@
 # Training throughput of the PINN (N = 64, batch 16, forward + backward + Adam) for gridsize 1
 # and 2 at n_filters_scale 1 (the CPU default) and 2 (the reference), on RAYON_NUM_THREADS
 # threads (default 2). Prints groups/s, a per-stage breakdown, CPU time and peak RSS per case.
+# BENCH_CONV=im2col runs every convolution by im2col + gemm (the algorithm before Winograd) in
+# the same binary, for a same-session comparison.
 # Usage: bench/train.sh [batches per case, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."

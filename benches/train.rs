@@ -8,6 +8,7 @@ use ndarray::Array2;
 use num_complex::Complex32;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
+use studymake::science::model::network::ConvAlgo;
 use studymake::science::model::Pinn;
 
 fn peak_rss_mib() -> f64 {
@@ -47,7 +48,12 @@ fn main() {
         let r = ((i as f64 - 31.5).powi(2) + (j as f64 - 31.5).powi(2)).sqrt();
         Complex32::new((0.5 * (1.0 - (r - 11.0).tanh())) as f32, 0.0)
     });
-    let model = Pinn::new(&probe, gridsize, f, 1e9, 0).expect("model");
+    let mut model = Pinn::new(&probe, gridsize, f, 1e9, 0).expect("model");
+    // BENCH_CONV=im2col: every convolution by im2col + gemm (the algorithm before Winograd),
+    // for a same-session comparison.
+    if std::env::var("BENCH_CONV").is_ok_and(|v| v == "im2col") {
+        model.net.algo = ConvAlgo::Im2col;
+    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let x: Vec<f32> = (0..b * n * n * c)
         .map(|_| rng.random_range(0.0..2.0))
@@ -107,10 +113,11 @@ fn main() {
     let total = t_ops + t_fwd + t_bwd + t_opt;
     let cpu = cpu_seconds() - cpu0;
     println!(
-        "gridsize {gridsize} n_filters_scale {f} batch {b} N {n} threads {}: {:.1} groups/s \
+        "gridsize {gridsize} n_filters_scale {f} batch {b} N {n} threads {} conv {:?}: {:.1} groups/s \
          ({:.1} patterns/s); per batch: ops {:.1} ms, forward {:.1} ms, backward {:.1} ms, \
          adam {:.1} ms; CPU time {:.2} s per batch; peak RSS {:.0} MiB",
         candle_core::utils::get_num_threads(),
+        model.net.algo,
         (batches * b) as f64 / total,
         (batches * b * c) as f64 / total,
         1e3 * t_ops / batches as f64,

@@ -3,21 +3,74 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use std::time::Instant;
+use studymake::science::model::kernels::{conv3x3_with, ConvAlgo};
 use studymake::science::model::network::{conv3x3, max_pool2, upsample2};
 
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+        t(u.ru_utime) + t(u.ru_stime)
+    }
+}
+
+/// Prints the mean wall, the process CPU time (all threads) per call and the fastest call
+/// (the least disturbed by other jobs on a shared machine).
 fn time<F: FnMut()>(label: &str, reps: usize, mut f: F) {
     f();
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let mut best = f64::INFINITY;
     for _ in 0..reps {
+        let t1 = Instant::now();
         f();
+        best = best.min(t1.elapsed().as_secs_f64());
     }
     println!(
-        "{label}: {:.2} ms",
-        1e3 * t.elapsed().as_secs_f64() / reps as f64
+        "{label}: {:.2} ms (CPU {:.2} ms, fastest {:.2} ms)",
+        1e3 * t.elapsed().as_secs_f64() / reps as f64,
+        1e3 * (cpu_seconds() - c) / reps as f64,
+        1e3 * best
     );
 }
 
+/// Forward + backward of the network's main convolution shapes (batch 16, N = 64) by each
+/// algorithm. `cargo bench --bench train_ops -- algos`.
+fn algos(only: Option<&str>) {
+    let dev = Device::Cpu;
+    for (hw, c) in [
+        (64, 32),
+        (32, 64),
+        (16, 128),
+        (64, 64),
+        (32, 128),
+        (16, 256),
+    ] {
+        let x = Var::randn(0f32, 1f32, (16, hw, hw, c), &dev).unwrap();
+        let w = Var::randn(0f32, 0.05f32, (9 * c, c), &dev).unwrap();
+        let b = Var::zeros(c, DType::F32, &dev).unwrap();
+        for algo in [ConvAlgo::Im2col, ConvAlgo::WinogradF2, ConvAlgo::WinogradF4] {
+            if only.is_some_and(|o| !format!("{algo:?}").contains(o)) {
+                continue;
+            }
+            time(&format!("{hw}x{hw} {c}->{c} {algo:?} fwd"), 5, || {
+                let _ = conv3x3_with(&x, &w, &b, true, algo).unwrap();
+            });
+            time(&format!("{hw}x{hw} {c}->{c} {algo:?} fwd+bwd"), 5, || {
+                let y = conv3x3_with(&x, &w, &b, true, algo).unwrap();
+                let _ = y.sum_all().unwrap().backward().unwrap();
+            });
+        }
+    }
+}
+
 fn main() {
+    // `-- algos [NAME]`: only the algorithms whose name contains NAME.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "algos") {
+        return algos(args.get(i + 1).map(|s| s.as_str()));
+    }
     let dev = Device::Cpu;
     let x = Var::randn(0f32, 1f32, (16, 64, 64, 32), &dev).unwrap();
     let w = Var::randn(0f32, 0.1f32, (288, 32), &dev).unwrap();

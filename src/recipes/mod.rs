@@ -118,7 +118,7 @@ impl Builtins {
             (
                 RecipeInfo {
                     name: "pinn",
-                    version: 2,
+                    version: 3,
                     params: vec![
                         p("gridsize", None, "patterns per group side (C = gridsize^2)"),
                         p("seed", None, "weights, shuffling and validation split seed"),

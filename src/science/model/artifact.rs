@@ -9,7 +9,7 @@
 //! `weights_blake3` (blake3 over every tensor's name, shape and bytes in name order), which
 //! detects any altered byte in the data section.
 
-use super::network::{ce, Conv, NetShape, Network};
+use super::network::{ce, Conv, ConvAlgo, NetShape, Network};
 use super::physics::Physics;
 use super::pinn::{History, Pinn, TrainConfig};
 use crate::error::{Error, Result};
@@ -332,7 +332,11 @@ pub fn load_safetensors(path: &Path) -> Result<Loaded> {
     let physics = Physics::new(&probe, gridsize, DType::F32)
         .map_err(|e| Error::data(path, format!("unusable probe: {e}")))?;
     let model = Pinn {
-        net: Network { shape, convs },
+        net: Network {
+            shape,
+            convs,
+            algo: ConvAlgo::Auto,
+        },
         log_scale: Var::from_vec(ls, 1, &dev).map_err(ce)?,
         physics,
         probe,

@@ -17,6 +17,7 @@
 //! `gemm` calls with the same blocking as candle's matmul, so results do not depend on how rayon
 //! schedules the work.
 
+use super::winograd;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp3, DType, Error, Layout, Result, Shape, Storage, Tensor,
     WithDType,
@@ -57,10 +58,41 @@ fn parallelism() -> gemm::Parallelism {
     }
 }
 
+/// A raw pointer that may cross threads: for tasks that write disjoint parts of one buffer.
+/// Read it through [`SendPtr::get`] so closures capture the wrapper, not the bare pointer.
+#[derive(Clone, Copy)]
+pub(super) struct SendPtr<T>(pub *mut T);
+
+// SAFETY: the users only write disjoint ranges through it while the buffer is alive (each use
+// states why).
+unsafe impl<T: Send> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    pub(super) fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+/// [`matmul_with`] threaded as candle's own matmul.
+#[allow(clippy::too_many_arguments)]
+fn matmul<T: WithDType>(
+    mnk: (usize, usize, usize),
+    dst: &mut [T],
+    accumulate: bool,
+    lhs: &[T],
+    lhs_s: (usize, usize),
+    rhs: &[T],
+    rhs_s: (usize, usize),
+) {
+    matmul_with(mnk, dst, accumulate, lhs, lhs_s, rhs, rhs_s, parallelism())
+}
+
 /// `dst (m x n) = [dst +] lhs (m x k) rhs (k x n)`, each matrix given by its row and column
 /// strides (in elements). `accumulate` keeps what `dst` holds.
 #[allow(clippy::too_many_arguments)]
-fn matmul<T: WithDType>(
+pub(super) fn matmul_with<T: WithDType>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     accumulate: bool,
@@ -68,6 +100,7 @@ fn matmul<T: WithDType>(
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[T],
     (rhs_rs, rhs_cs): (usize, usize),
+    par: gemm::Parallelism,
 ) {
     assert!(dst.len() >= m * n, "gemm destination too small");
     assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
@@ -94,7 +127,7 @@ fn matmul<T: WithDType>(
             false,
             false,
             false,
-            parallelism(),
+            par,
         )
     }
 }
@@ -117,7 +150,7 @@ fn par_filled<T: Send>(
     v
 }
 
-fn write_from<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+pub(super) fn write_from<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
     assert_eq!(dst.len(), src.len());
     // SAFETY: MaybeUninit<T> has T's layout, both ranges have dst.len() elements (asserted), and
     // they do not overlap (a shared and a mutable borrow).
@@ -193,9 +226,39 @@ fn col2im<T: WithDType>(col: &[T], (b, h, w, cin): (usize, usize, usize, usize))
     })
 }
 
+/// How a 3x3 convolution is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvAlgo {
+    /// im2col and one gemm (forward), `col^T g` and the flipped-kernel convolution (backward).
+    Im2col,
+    /// Winograd F(2x2, 3x3) forward, input gradient and kernel gradient
+    /// ([`super::winograd::F2`]).
+    WinogradF2,
+    /// Winograd F(4x4, 3x3) ([`super::winograd::F4`]).
+    WinogradF4,
+    /// [`ConvAlgo::WinogradF4`] when both channel counts are at least
+    /// [`WINOGRAD_MIN_CHANNELS`], else [`ConvAlgo::Im2col`] (the first layer and the heads,
+    /// whose 1 or 4 channels make the transform-domain products too thin).
+    Auto,
+}
+
+/// The fewest input and output channels for which [`ConvAlgo::Auto`] takes Winograd.
+pub const WINOGRAD_MIN_CHANNELS: usize = 16;
+
+impl ConvAlgo {
+    fn resolve(self, cin: usize, cout: usize) -> ConvAlgo {
+        match self {
+            ConvAlgo::Auto if cin.min(cout) >= WINOGRAD_MIN_CHANNELS => ConvAlgo::WinogradF4,
+            ConvAlgo::Auto => ConvAlgo::Im2col,
+            a => a,
+        }
+    }
+}
+
 /// The fused convolution `relu?(conv3x3_same(x, w) + b)` (see [`conv3x3_fused`]).
 struct Conv3x3 {
     relu: bool,
+    algo: ConvAlgo,
 }
 
 fn conv_dims(x: &Shape, w: &Shape, b: &Shape) -> Result<(usize, usize, usize, usize, usize)> {
@@ -217,7 +280,19 @@ fn conv_fwd<T: WithDType>(
     bias: &[T],
     (b, h, wd, cin, cout): (usize, usize, usize, usize, usize),
     relu: bool,
+    algo: ConvAlgo,
 ) -> Vec<T> {
+    match algo.resolve(cin, cout) {
+        ConvAlgo::WinogradF2 => {
+            let u = winograd::F2.kernel(w, cin, cout);
+            return winograd::F2.conv(x, &u, bias, (b, h, wd, cin), cout, relu);
+        }
+        ConvAlgo::WinogradF4 => {
+            let u = winograd::F4.kernel(w, cin, cout);
+            return winograd::F4.conv(x, &u, bias, (b, h, wd, cin), cout, relu);
+        }
+        _ => {}
+    }
     let m = b * h * wd;
     let col = im2col(x, (b, h, wd, cin));
     // y starts as the bias on every row; gemm adds col w to it.
@@ -247,6 +322,21 @@ fn conv_fwd<T: WithDType>(
     y
 }
 
+/// The kernel of the input gradient's convolution: `wf[(8 - t) * Cout + co, ci] =
+/// w[t * Cin + ci, co]` for tap `t = ky * 3 + kx` (flipped taps, transposed channels), `(9 Cout,
+/// Cin)`.
+fn flipped_kernel<T: WithDType>(w: &[T], cin: usize, cout: usize) -> Vec<T> {
+    let mut wf = vec![T::zero(); 9 * cout * cin];
+    for t in 0..9 {
+        for ci in 0..cin {
+            for co in 0..cout {
+                wf[((8 - t) * cout + co) * cin + ci] = w[(t * cin + ci) * cout + co];
+            }
+        }
+    }
+    wf
+}
+
 /// Local backward of [`Conv3x3`]: `(dx, dw, db)` from the input, kernel, the op's output and
 /// the gradient of that output.
 fn conv_bwd<T: WithDType>(
@@ -256,26 +346,63 @@ fn conv_bwd<T: WithDType>(
     grad: &[T],
     (b, h, wd, cin, cout): (usize, usize, usize, usize, usize),
     relu: bool,
+    algo: ConvAlgo,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let m = b * h * wd;
     let k = 9 * cin;
     // Gradient before the ReLU: zero where the output was clipped (TensorFlow's convention:
     // the derivative at 0 is 0).
     let g: Cow<[T]> = if relu {
-        Cow::Owned(
-            res.par_iter()
-                .zip(grad.par_iter())
-                .map(|(r, g)| if *r > T::zero() { *g } else { T::zero() })
-                .collect(),
-        )
+        Cow::Owned(par_filled(m * cout, 1 << 14, |i, dst| {
+            let at = i << 14;
+            for ((d, r), g) in dst.iter_mut().zip(&res[at..]).zip(&grad[at..]) {
+                d.write(if *r > T::zero() { *g } else { T::zero() });
+            }
+        }))
     } else {
         Cow::Borrowed(grad)
     };
+    // db: partial sums over fixed blocks of DB_ROWS pixels (in parallel), added in block order.
+    const DB_ROWS: usize = 512;
+    let partial: Vec<Vec<T>> = g
+        .par_chunks(DB_ROWS * cout)
+        .map(|c| {
+            let mut acc = vec![T::zero(); cout];
+            for r in c.chunks(cout) {
+                for (a, v) in acc.iter_mut().zip(r) {
+                    *a += *v;
+                }
+            }
+            acc
+        })
+        .collect();
     let mut db = vec![T::zero(); cout];
-    for r in g.chunks(cout) {
-        for (a, v) in db.iter_mut().zip(r) {
+    for p in &partial {
+        for (a, v) in db.iter_mut().zip(p) {
             *a += *v;
         }
+    }
+    let algo = algo.resolve(cin, cout);
+    if algo != ConvAlgo::Im2col {
+        // dx: the 'same' convolution of g with the flipped, transposed kernel (see below);
+        // dw in the transform domain.
+        let wf = flipped_kernel(w, cin, cout);
+        let zero = vec![T::zero(); cin];
+        let d = (b, h, wd, cout);
+        let (dx, dw) = if algo == ConvAlgo::WinogradF2 {
+            let u = winograd::F2.kernel(&wf, cout, cin);
+            rayon::join(
+                || winograd::F2.conv(&g, &u, &zero, d, cin, false),
+                || winograd::F2.kernel_grad(x, &g, (b, h, wd, cin), cout),
+            )
+        } else {
+            let u = winograd::F4.kernel(&wf, cout, cin);
+            rayon::join(
+                || winograd::F4.conv(&g, &u, &zero, d, cin, false),
+                || winograd::F4.kernel_grad(x, &g, (b, h, wd, cin), cout),
+            )
+        };
+        return (dx, dw, db);
     }
     let mut col = im2col(x, (b, h, wd, cin));
     // dw (9 Cin x Cout) = col^T g.
@@ -286,14 +413,7 @@ fn conv_bwd<T: WithDType>(
         // the flipped, transposed kernel: wf[(8 - t) * Cout + co, ci] = w[t * Cin + ci, co]
         // for tap t = ky * 3 + kx. One im2col of g and one gemm with K = 9 Cout.
         drop(col);
-        let mut wf = vec![T::zero(); 9 * cout * cin];
-        for t in 0..9 {
-            for ci in 0..cin {
-                for co in 0..cout {
-                    wf[((8 - t) * cout + co) * cin + ci] = w[(t * cin + ci) * cout + co];
-                }
-            }
-        }
+        let wf = flipped_kernel(w, cin, cout);
         let gcol = im2col(&g, (b, h, wd, cout));
         let mut dx = vec![T::zero(); m * cin];
         matmul(
@@ -338,6 +458,7 @@ impl CustomOp3 for Conv3x3 {
                 slice_of(s3, l3)?,
                 d,
                 self.relu,
+                self.algo,
             )),
             CpuStorage::F64(_) => CpuStorage::F64(conv_fwd::<f64>(
                 slice_of(s1, l1)?,
@@ -345,6 +466,7 @@ impl CustomOp3 for Conv3x3 {
                 slice_of(s3, l3)?,
                 d,
                 self.relu,
+                self.algo,
             )),
             _ => return Err(err("conv3x3 supports f32 and f64 only")),
         };
@@ -371,7 +493,9 @@ impl CustomOp3 for Conv3x3 {
             let (dx, dw, db) = with_data::<T, _>(x, |xs| {
                 with_data::<T, _>(w, |ws| {
                     with_data::<T, _>(res, |rs| {
-                        with_data::<T, _>(grad, |gs| Ok(conv_bwd(xs, ws, rs, gs, d, op.relu)))
+                        with_data::<T, _>(grad, |gs| {
+                            Ok(conv_bwd(xs, ws, rs, gs, d, op.relu, op.algo))
+                        })
                     })
                 })
             })?;
@@ -395,9 +519,21 @@ impl CustomOp3 for Conv3x3 {
 /// `relu?(conv3x3_same(x, w) + b)`: `x` `(B, H, W, Cin)`, `w` `(9 Cin, Cout)` with row
 /// `(ky * 3 + kx) * Cin + ci` (Keras' HWIO kernel flattened), `b` `(Cout,)`; result
 /// `(B, H, W, Cout)`. With `relu`, the derivative at 0 is taken as 0.
+/// Computed by [`ConvAlgo::Auto`] (Winograd F(4x4, 3x3) for 16 or more channels in and out).
 pub fn conv3x3_fused(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Result<Tensor> {
+    conv3x3_with(x, w, b, relu, ConvAlgo::Auto)
+}
+
+/// [`conv3x3_fused`] computed by a given algorithm (all agree to rounding; tested).
+pub fn conv3x3_with(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    relu: bool,
+    algo: ConvAlgo,
+) -> Result<Tensor> {
     x.contiguous()?
-        .apply_op3(&w.contiguous()?, &b.contiguous()?, Conv3x3 { relu })
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, Conv3x3 { relu, algo })
 }
 
 /// 2x2 max pooling with stride 2 (see [`max_pool2`]).
@@ -735,6 +871,114 @@ mod tests {
                         (y * &r).unwrap().sum_all().unwrap()
                     },
                     15,
+                );
+            }
+        }
+    }
+
+    /// Forward value and the gradients of `sum(y * r)` with respect to x, w and b.
+    fn conv_and_grads(
+        x: &Var,
+        w: &Var,
+        b: &Var,
+        r: &Tensor,
+        relu: bool,
+        algo: ConvAlgo,
+    ) -> [Tensor; 4] {
+        let y = conv3x3_with(x, w, b, relu, algo).unwrap();
+        let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gv = |v: &Var| g.get(v).unwrap().clone();
+        [y, gv(x), gv(w), gv(b)]
+    }
+
+    #[test]
+    fn winograd_matches_im2col_in_f64() {
+        // Sizes that leave partial tiles at the right and bottom edges (F4: 7 = 4 + 3, 9 = 8 +
+        // 1), channel counts across the 16-channel blocks, and the network's case (>= 16).
+        for (h, wd, cin, cout) in [(7, 9, 3, 5), (8, 8, 17, 20), (5, 6, 16, 1), (1, 3, 2, 2)] {
+            let x = rand_var(&[2, h, wd, cin], 41);
+            let w = rand_var(&[9 * cin, cout], 42);
+            let b = rand_var(&[cout], 43);
+            let r = rand_var(&[2, h, wd, cout], 44).as_tensor().clone();
+            for relu in [false, true] {
+                let want = conv_and_grads(&x, &w, &b, &r, relu, ConvAlgo::Im2col);
+                for algo in [ConvAlgo::WinogradF2, ConvAlgo::WinogradF4] {
+                    let got = conv_and_grads(&x, &w, &b, &r, relu, algo);
+                    for (k, (a, e)) in got.iter().zip(&want).enumerate() {
+                        let scale = max_abs_diff(e, &e.zeros_like().unwrap()).max(1.0);
+                        let d = max_abs_diff(a, e);
+                        assert!(
+                            d <= 1e-12 * scale,
+                            "{algo:?} {h}x{wd} {cin}->{cout} relu {relu}: output {k} differs by \
+                             {d} (scale {scale})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn winograd_gradients_match_finite_differences() {
+        for algo in [ConvAlgo::WinogradF2, ConvAlgo::WinogradF4] {
+            let vars = [
+                rand_var(&[2, 6, 5, 3], 51),
+                rand_var(&[27, 4], 52),
+                rand_var(&[4], 53),
+            ];
+            let r = rand_var(&[2, 6, 5, 4], 54).as_tensor().clone();
+            check_finite_differences(
+                &vars,
+                |t| {
+                    let y = conv3x3_with(&t[0], &t[1], &t[2], true, algo).unwrap();
+                    (y * &r).unwrap().sum_all().unwrap()
+                },
+                55,
+            );
+        }
+    }
+
+    /// The f32 Winograd convolution against the f64 im2col one (relative to the largest
+    /// magnitude of each output: f32 rounding of sums of ~9 Cin terms of size ~1, amplified by
+    /// the transforms' coefficients up to 8 for F4), and bit-for-bit equal on 1 and 3 threads.
+    #[test]
+    fn winograd_f32_is_accurate_and_independent_of_threads() {
+        let (x, w, b) = (
+            rand_var(&[3, 12, 10, 24], 61),
+            rand_var(&[9 * 24, 32], 62),
+            rand_var(&[32], 63),
+        );
+        let r = rand_var(&[3, 12, 10, 32], 64).as_tensor().clone();
+        let want = conv_and_grads(&x, &w, &b, &r, true, ConvAlgo::Im2col);
+        let f32v = |v: &Var| Var::from_tensor(&v.to_dtype(DType::F32).unwrap()).unwrap();
+        let (x32, w32, b32, r32) = (
+            f32v(&x),
+            f32v(&w),
+            f32v(&b),
+            r.to_dtype(DType::F32).unwrap(),
+        );
+        for (algo, tol) in [(ConvAlgo::WinogradF2, 2e-6), (ConvAlgo::WinogradF4, 2e-5)] {
+            let on = |threads: usize| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| conv_and_grads(&x32, &w32, &b32, &r32, true, algo))
+            };
+            let (one, three) = (on(1), on(3));
+            for (k, ((a, c), e)) in one.iter().zip(&three).zip(&want).enumerate() {
+                let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert_eq!(
+                    flat(a),
+                    flat(c),
+                    "{algo:?} output {k}: 1 and 3 threads differ"
+                );
+                let a64 = a.to_dtype(DType::F64).unwrap();
+                let scale = max_abs_diff(e, &e.zeros_like().unwrap()).max(1.0);
+                let d = max_abs_diff(&a64, e);
+                assert!(
+                    d <= tol * scale,
+                    "{algo:?} output {k}: f32 differs from f64 im2col by {d} (scale {scale})"
                 );
             }
         }

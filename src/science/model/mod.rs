@@ -2,8 +2,10 @@
 //! prediction of object patches.
 //!
 //! * [`network`]: encoder and decoders.
-//! * [`kernels`]: convolution (im2col + gemm), pooling and upsampling as candle custom ops with
-//!   their local backward passes.
+//! * [`kernels`]: convolution, pooling and upsampling as candle custom ops with their local
+//!   backward passes.
+//! * [`winograd`]: the Winograd F(4x4, 3x3) convolution the kernels use for layers with 16 or
+//!   more channels in and out (forward, input gradient and kernel gradient).
 //! * [`physics`]: reassembly, probe, centred far field (differentiable, constant operators).
 //! * [`groups`]: the grouped, normalised view of a dataset.
 //! * [`pinn`]: the model, the Poisson loss and training.
@@ -14,13 +16,14 @@
 //! channels (as at PtychoPINN HEAD), each decoder head is one 3x3 conv on all `32f` channels of
 //! the last decoder block, max pooling sends the gradient to the first maximum of each window.
 //!
-//! Cost (measured with `bench/train.sh`, N = 64, batch 16, 2 threads, on a 2-core machine that
-//! other jobs were loading to a load average of about 8-9, so wall-clock figures are pessimistic
-//! and CPU time is the better guide; see bench/README.md): one training step (forward,
-//! backward, Adam) costs 0.41 CPU-seconds per batch for gridsize 1 and 0.52 for gridsize 2 at
-//! `n_filters_scale` 1, 1.21 and 1.33 at 2 (before the custom kernels of [`kernels`]: 0.85,
-//! 1.04, 2.34, 2.58); peak RSS 0.2-0.45 GiB. About half of it is gemm (AVX-512 where the CPU has
-//! it), the rest the im2col gathers, pooling and candle's element-wise passes.
+//! Cost (measured with `bench/train.sh`, N = 64, batch 16, 2 threads, on a 2-core machine
+//! shared with other jobs, so CPU time is the better guide; see bench/README.md): with the
+//! Winograd convolutions of [`winograd`], one training step (forward, backward, Adam) costs
+//! about 0.24-0.37 CPU-seconds per batch for gridsize 1 and 0.38-0.49 for gridsize 2 at
+//! `n_filters_scale` 1, 0.69-0.93 and 0.84-1.03 at 2 (im2col + gemm in the same session:
+//! 0.44, 0.60-0.65, 1.19-1.43, 1.20-1.42); peak RSS 0.2-0.5 GiB. About 40% of it is gemm
+//! (AVX-512 where the CPU has it), a third the Winograd transforms, the rest candle's
+//! element-wise passes, pooling and Adam.
 //!
 //! Profiles (at `n_filters_scale` 1): quick (512 patterns, 5 epochs) and default (1024
 //! patterns, 15 epochs); see bench/README.md for measured times per model. The reference size
@@ -41,6 +44,7 @@ pub mod physics;
 pub mod pinn;
 #[cfg(test)]
 pub(crate) mod testdata;
+pub mod winograd;
 
 use crate::error::{Error, Result};
 use crate::science::dataset::Dataset;

@@ -3,10 +3,10 @@
 //!
 //! Layout is NHWC throughout: a batch is `(B, H, W, channels)`. Each 3x3 'same' convolution (with
 //! its bias and ReLU), max pooling and upsampling is one candle custom op from [`super::kernels`]
-//! (im2col + one gemm for the convolution, with a local backward tested against finite
-//! differences); candle's autodiff chains them.
+//! (Winograd F(4x4, 3x3) or im2col + gemm for the convolution, with a local backward tested
+//! against finite differences); candle's autodiff chains them.
 
-pub use super::kernels::{conv3x3_fused, max_pool2, upsample2};
+pub use super::kernels::{conv3x3_fused, conv3x3_with, max_pool2, upsample2, ConvAlgo};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -94,9 +94,16 @@ pub struct Conv {
 }
 
 impl Conv {
-    /// Apply to `(B, H, W, Cin)`, giving `(B, H, W, Cout)`, followed by a ReLU if `relu`.
-    pub fn forward(&self, x: &Tensor, relu: bool) -> candle_core::Result<Tensor> {
-        conv3x3_fused(x, self.weight.as_tensor(), self.bias.as_tensor(), relu)
+    /// Apply to `(B, H, W, Cin)`, giving `(B, H, W, Cout)`, followed by a ReLU if `relu`,
+    /// computed by `algo`.
+    pub fn forward(&self, x: &Tensor, relu: bool, algo: ConvAlgo) -> candle_core::Result<Tensor> {
+        conv3x3_with(
+            x,
+            self.weight.as_tensor(),
+            self.bias.as_tensor(),
+            relu,
+            algo,
+        )
     }
 }
 
@@ -110,6 +117,8 @@ pub fn conv3x3(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor
 pub struct Network {
     pub shape: NetShape,
     pub convs: Vec<Conv>,
+    /// How the convolutions are computed ([`ConvAlgo::Auto`] unless a benchmark compares).
+    pub algo: ConvAlgo,
 }
 
 /// A 64-bit stream key from a seed and a label (blake3, so streams never collide by accident).
@@ -148,7 +157,11 @@ impl Network {
                 bias: Var::from_tensor(&b).map_err(ce)?,
             });
         }
-        Ok(Network { shape, convs })
+        Ok(Network {
+            shape,
+            convs,
+            algo: ConvAlgo::Auto,
+        })
     }
 
     /// Every trainable tensor (kernels and biases), in layer order.
@@ -179,21 +192,28 @@ impl Network {
         for i in 0..3 {
             h = self
                 .conv(&format!("encoder.{i}.conv0"))?
-                .forward(&h, true)?;
+                .forward(&h, true, self.algo)?;
             h = self
                 .conv(&format!("encoder.{i}.conv1"))?
-                .forward(&h, true)?;
+                .forward(&h, true, self.algo)?;
             h = max_pool2(&h)?;
         }
         let mut out = Vec::new();
         for head in ["amplitude", "phase"] {
             let mut d = h.clone();
             for i in 0..2 {
-                d = self.conv(&format!("{head}.{i}.conv0"))?.forward(&d, true)?;
-                d = self.conv(&format!("{head}.{i}.conv1"))?.forward(&d, true)?;
+                d = self
+                    .conv(&format!("{head}.{i}.conv0"))?
+                    .forward(&d, true, self.algo)?;
+                d = self
+                    .conv(&format!("{head}.{i}.conv1"))?
+                    .forward(&d, true, self.algo)?;
                 d = upsample2(&d)?;
             }
-            out.push(self.conv(&format!("{head}.head"))?.forward(&d, false)?);
+            out.push(
+                self.conv(&format!("{head}.head"))?
+                    .forward(&d, false, self.algo)?,
+            );
         }
         let phase = (out[1].tanh()? * std::f64::consts::PI)?;
         let amp = (out[0].neg()?.exp()? + 1.0)?.recip()?;

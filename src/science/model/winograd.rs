@@ -1,0 +1,632 @@
+//! Winograd minimal-filtering kernels F(m x m, 3 x 3) of the 3x3 'same' convolution on NHWC
+//! slices: the forward convolution (fused with bias and ReLU; also used for the input gradient,
+//! which is the convolution of the output gradient with the flipped, transposed kernel) and the
+//! kernel gradient, both computed in the transform domain.
+//!
+//! Why: with `A = m + 2` points per dimension, each `m x m` output tile costs `A^2` products per
+//! (input, output) channel pair instead of `9 m^2`: 2.25x fewer multiplications for F(2x2, 3x3)
+//! and 4x fewer for F(4x4, 3x3), done as `A^2` matrix products (one per transform point) of
+//! `tiles x Cin` by `Cin x Cout`. The work runs in chunks of tile rows sized to stay in L2 (the
+//! transformed input and output of a chunk are a few hundred KiB), one chunk per rayon task, with
+//! a single-threaded gemm per transform point.
+//!
+//! Conventions (Lavin and Gray 2016): `Y = A^T [(G w G^T) . (B^T d B)] A` for an `A x A` input
+//! tile `d` starting one pixel above and left of the output tile (the 'same' padding), with zero
+//! outside the image; tiles past the image edge are computed and their outside pixels dropped.
+//! Transform-domain arrays are `[point][tile][channel]`, point `xi = i * A + j`.
+//!
+//! Determinism: every output pixel is written by one task; sums run over fixed index orders
+//! (transform rows in index order, zero coefficients skipped); chunks and the kernel-gradient
+//! partitions depend only on the shapes; each gemm is single-threaded; the partial kernel
+//! gradients are added in partition order. So results do not depend on the thread count. The
+//! channel loops are the same scalar code compiled with and without AVX2 / AVX-512 (selected
+//! at run time); Rust never contracts `a * b + c` into an FMA, so every path gives the same
+//! bits.
+
+use super::kernels::{matmul_with, write_from, SendPtr};
+use candle_core::WithDType;
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// Channels per vector block in the transforms.
+const CB: usize = 16;
+
+/// Bytes of transformed input plus output per chunk (the L2 is 2 MiB per core here).
+const CHUNK_BYTES: usize = 768 << 10;
+
+/// The fewest tiles per chunk (see [`rows_per_chunk`]).
+const MIN_CHUNK_TILES: usize = 32;
+
+/// A Winograd algorithm F(M x M, 3 x 3) with `A = M + 2` points per dimension.
+pub struct Wino<const M: usize, const A: usize> {
+    /// Input transform `B^T` (A x A).
+    pub bt: [[f64; A]; A],
+    /// Kernel transform `G` (A x 3).
+    pub g: [[f64; 3]; A],
+    /// Output transform `A^T` (M x A).
+    pub at: [[f64; A]; M],
+}
+
+/// F(2x2, 3x3), points 0, 1, -1, infinity: every coefficient is 0, +-1 or +-1/2.
+pub const F2: Wino<2, 4> = Wino {
+    bt: [
+        [1.0, 0.0, -1.0, 0.0],
+        [0.0, 1.0, 1.0, 0.0],
+        [0.0, -1.0, 1.0, 0.0],
+        [0.0, 1.0, 0.0, -1.0],
+    ],
+    g: [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ],
+    at: [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]],
+};
+
+/// F(4x4, 3x3), points 0, 1, -1, 2, -2, infinity (the matrices of Lavin and Gray; oneDNN's
+/// CPU Winograd uses the same points).
+pub const F4: Wino<4, 6> = Wino {
+    bt: [
+        [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+        [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+        [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+        [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+        [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+        [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+    ],
+    g: [
+        [1.0 / 4.0, 0.0, 0.0],
+        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+        [0.0, 0.0, 1.0],
+    ],
+    at: [
+        [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+        [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
+        [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
+        [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
+    ],
+};
+
+/// Fills the transform-domain values of a range of tile rows.
+type ChunkFill<'a, T> = dyn Fn(std::ops::Range<usize>, &mut [MaybeUninit<T>]) + Sync + 'a;
+
+/// NHWC dimensions `(B, H, W, C)`.
+type Dims = (usize, usize, usize, usize);
+
+/// Tile grid of an image: tile rows per image and tiles per tile row.
+fn grid<const M: usize>(h: usize, w: usize) -> (usize, usize) {
+    (h.div_ceil(M), w.div_ceil(M))
+}
+
+/// Tile rows per chunk for `cin` input and `cout` output channels: about [`CHUNK_BYTES`] of
+/// transform-domain data but at least [`MIN_CHUNK_TILES`] tiles (so the transformed kernel,
+/// packed once per chunk and point, is used enough), and at least 8 chunks when there are
+/// that many tile rows.
+fn rows_per_chunk<T, const A: usize>(ntx: usize, rows: usize, cin: usize, cout: usize) -> usize {
+    let per_row = A * A * ntx * (cin + cout) * std::mem::size_of::<T>();
+    (CHUNK_BYTES / per_row.max(1))
+        .max(MIN_CHUNK_TILES.div_ceil(ntx))
+        .min(rows.div_ceil(8))
+        .max(1)
+}
+
+/// The coefficients of a matrix in `T`.
+fn cast<T: WithDType, const R: usize, const C: usize>(m: &[[f64; C]; R]) -> [[T; C]; R] {
+    m.map(|r| r.map(T::from_f64))
+}
+
+/// `dst = src[..cb]`, zero-padded to [`CB`] lanes (a fixed-size copy in the common full case:
+/// a variable-length one is a `memmove` call per 64 bytes).
+#[inline(always)]
+fn load<T: WithDType>(dst: &mut [T; CB], src: &[T], cb: usize) {
+    if cb == CB {
+        dst.copy_from_slice(&src[..CB]);
+    } else {
+        dst[..cb].copy_from_slice(&src[..cb]);
+        dst[cb..].fill(T::zero());
+    }
+}
+
+/// `dst[..cb] = src[..cb]` (see [`load`]).
+#[inline(always)]
+fn store<T: WithDType>(dst: &mut [MaybeUninit<T>], src: &[T; CB], cb: usize) {
+    if cb == CB {
+        write_from(&mut dst[..CB], src);
+    } else {
+        write_from(&mut dst[..cb], &src[..cb]);
+    }
+}
+
+/// The first `n` elements of `v`, which the caller has written.
+///
+/// # Safety
+/// Every element of `v[..n]` must have been written.
+unsafe fn assume_init<T>(v: &[MaybeUninit<T>], n: usize) -> &[T] {
+    // SAFETY: MaybeUninit<T> has T's layout and the caller guarantees initialisation.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<T>(), n) }
+}
+
+/// `acc[l] = sum_k coef[k] * src[k * stride + off][l]` over nonzero `coef[k]`, `k` ascending.
+/// (Fused multiply-adds, with +-1 coefficients added directly, measured ~10% slower in training.)
+#[inline(always)]
+fn comb<T: WithDType, const K: usize>(
+    coef: &[T; K],
+    src: &[[T; CB]],
+    stride: usize,
+    off: usize,
+) -> [T; CB] {
+    let mut acc = [T::zero(); CB];
+    for (k, &c) in coef.iter().enumerate() {
+        let s = &src[k * stride + off];
+        if c == T::zero() {
+            continue;
+        }
+        for l in 0..CB {
+            acc[l] += c * s[l];
+        }
+    }
+    acc
+}
+
+/// Where transform-domain value (point `p`, tile `t`) of a chunk starts: `(p * tiles + t) * c`
+/// (point-major, `[A*A][tiles][c]`) or `(t * A*A + p) * c` (tile-major, `[tiles][A*A][c]`).
+#[inline(always)]
+fn at_point<const A: usize>(tile_major: bool, tl: usize, p: usize, t: usize, c: usize) -> usize {
+    if tile_major {
+        (t * A * A + p) * c
+    } else {
+        (p * tl + t) * c
+    }
+}
+
+/// `out[i * os + oo] = sum_k bt[i][k] s[k * st + so]` for `i, k < A`: the input transform along
+/// one dimension. (Hand-factored F(4x4, 3x3) formulas, fewer operations on paper, compiled to
+/// code 2-3x slower than these coefficient loops; measured with `train_ops -- algos`.)
+#[inline(always)]
+fn tr_in<T: WithDType, const A: usize>(
+    bt: &[[T; A]; A],
+    s: &[[T; CB]],
+    (st, so): (usize, usize),
+    out: &mut [[T; CB]],
+    (os, oo): (usize, usize),
+) {
+    for i in 0..A {
+        out[i * os + oo] = comb(&bt[i], s, st, so);
+    }
+}
+
+/// `out[i * os + oo] = sum_k at[i][k] s[k * st + so]` for `i < M`, `k < A`: the output
+/// transform along one dimension.
+#[inline(always)]
+fn tr_out<T: WithDType, const M: usize, const A: usize>(
+    at: &[[T; A]; M],
+    s: &[[T; CB]],
+    (st, so): (usize, usize),
+    out: &mut [[T; CB]],
+    (os, oo): (usize, usize),
+) {
+    for i in 0..M {
+        out[i * os + oo] = comb(&at[i], s, st, so);
+    }
+}
+
+/// `out[i * os + oo] = sum_k a[i][k] s[k * st + so]` for `i < A`, `k < M` (`a = A`, the
+/// transpose of `A^T`): the output-gradient transform along one dimension.
+#[inline(always)]
+fn tr_grad<T: WithDType, const M: usize, const A: usize>(
+    a: &[[T; M]; A],
+    s: &[[T; CB]],
+    (st, so): (usize, usize),
+    out: &mut [[T; CB]],
+    (os, oo): (usize, usize),
+) {
+    for i in 0..A {
+        out[i * os + oo] = comb(&a[i], s, st, so);
+    }
+}
+
+/// Input transform `V = B^T d B` of tile rows `rows` of `x` into `v` (see [`at_point`] for the
+/// layouts; tiles numbered from the first row of `rows`).
+#[inline(always)]
+fn input_tiles<T: WithDType, const M: usize, const A: usize>(
+    bt: &[[T; A]; A],
+    x: &[T],
+    (_, h, w, c): Dims,
+    rows: std::ops::Range<usize>,
+    tile_major: bool,
+    v: &mut [MaybeUninit<T>],
+) {
+    let (nty, ntx) = grid::<M>(h, w);
+    let tl = rows.len() * ntx;
+    let mut d = [[T::zero(); CB]; 36];
+    let mut tmp = [[T::zero(); CB]; 36];
+    for r in rows.clone() {
+        let (bi, ty) = (r / nty, r % nty);
+        for tx in 0..ntx {
+            let t = (r - rows.start) * ntx + tx;
+            for c0 in (0..c).step_by(CB) {
+                let cb = CB.min(c - c0);
+                for i in 0..A {
+                    let yy = (ty * M + i).wrapping_sub(1);
+                    for j in 0..A {
+                        let xx = (tx * M + j).wrapping_sub(1);
+                        let dd = &mut d[i * A + j];
+                        if yy < h && xx < w {
+                            load(dd, &x[((bi * h + yy) * w + xx) * c + c0..], cb);
+                        } else {
+                            dd.fill(T::zero());
+                        }
+                    }
+                }
+                // tmp = B^T d (along y), then V = tmp B (along x).
+                for j in 0..A {
+                    tr_in(bt, &d, (A, j), &mut tmp, (A, j));
+                }
+                for i in 0..A {
+                    tr_in(bt, &tmp, (1, i * A), &mut d, (1, i * A));
+                }
+                for (p, vp) in d.iter().enumerate().take(A * A) {
+                    let at = at_point::<A>(tile_major, tl, p, t, c) + c0;
+                    store(&mut v[at..], vp, cb);
+                }
+            }
+        }
+    }
+}
+
+/// Output-gradient transform `A g A^T` (the adjoint of the output transform) of tile rows `rows`
+/// of `g` (`(B, H, W, c)`, zero outside the image) into `m` (layout as [`input_tiles`]).
+#[inline(always)]
+fn grad_tiles<T: WithDType, const M: usize, const A: usize>(
+    a: &[[T; M]; A],
+    g: &[T],
+    (_, h, w, c): Dims,
+    rows: std::ops::Range<usize>,
+    tile_major: bool,
+    m: &mut [MaybeUninit<T>],
+) {
+    let (nty, ntx) = grid::<M>(h, w);
+    let tl = rows.len() * ntx;
+    let mut d = [[T::zero(); CB]; 16];
+    let mut tmp = [[T::zero(); CB]; 24];
+    let mut o = [[T::zero(); CB]; 36];
+    for r in rows.clone() {
+        let (bi, ty) = (r / nty, r % nty);
+        for tx in 0..ntx {
+            let t = (r - rows.start) * ntx + tx;
+            for c0 in (0..c).step_by(CB) {
+                let cb = CB.min(c - c0);
+                for i in 0..M {
+                    let yy = ty * M + i;
+                    for j in 0..M {
+                        let xx = tx * M + j;
+                        let dd = &mut d[i * M + j];
+                        if yy < h && xx < w {
+                            load(dd, &g[((bi * h + yy) * w + xx) * c + c0..], cb);
+                        } else {
+                            dd.fill(T::zero());
+                        }
+                    }
+                }
+                // tmp (A x M) = A g, then A g A^T.
+                for j in 0..M {
+                    tr_grad(a, &d, (M, j), &mut tmp, (M, j));
+                }
+                for i in 0..A {
+                    tr_grad(a, &tmp, (1, i * M), &mut o, (1, i * A));
+                }
+                for (p, mp) in o.iter().enumerate().take(A * A) {
+                    let at = at_point::<A>(tile_major, tl, p, t, c) + c0;
+                    store(&mut m[at..], mp, cb);
+                }
+            }
+        }
+    }
+}
+
+/// Output transform `A^T Z A` of the tiles in `z` (`[A*A][tiles][c]`, tile rows `rows`) plus
+/// `bias`, ReLU if asked, into `y`, the slice of the `(B, H, W, c)` output that holds those tile
+/// rows' pixels.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn output_tiles<T: WithDType, const M: usize, const A: usize>(
+    at: &[[T; A]; M],
+    z: &[T],
+    bias: &[T],
+    relu: bool,
+    (_, h, w, c): Dims,
+    rows: std::ops::Range<usize>,
+    y: &mut [MaybeUninit<T>],
+) {
+    let (nty, ntx) = grid::<M>(h, w);
+    let tl = rows.len() * ntx;
+    let base = {
+        let (bi, ty) = (rows.start / nty, rows.start % nty);
+        (bi * h + ty * M) * w * c
+    };
+    let mut d = [[T::zero(); CB]; 36];
+    let mut tmp = [[T::zero(); CB]; 24];
+    let mut bv = [T::zero(); CB];
+    for r in rows.clone() {
+        let (bi, ty) = (r / nty, r % nty);
+        for tx in 0..ntx {
+            let t = (r - rows.start) * ntx + tx;
+            for c0 in (0..c).step_by(CB) {
+                let cb = CB.min(c - c0);
+                load(&mut bv, &bias[c0..], cb);
+                for (p, dd) in d.iter_mut().take(A * A).enumerate() {
+                    load(dd, &z[(p * tl + t) * c + c0..], cb);
+                }
+                // tmp (M x A) = A^T Z, then A^T Z A.
+                for j in 0..A {
+                    tr_out(at, &d, (A, j), &mut tmp, (A, j));
+                }
+                for i in 0..M {
+                    tr_out(at, &tmp, (1, i * A), &mut d, (1, i * M));
+                }
+                for i in 0..M {
+                    let yy = ty * M + i;
+                    if yy >= h {
+                        break;
+                    }
+                    for j in 0..M {
+                        let xx = tx * M + j;
+                        if xx >= w {
+                            break;
+                        }
+                        let mut o = d[i * M + j];
+                        for l in 0..CB {
+                            o[l] += bv[l];
+                            if relu && o[l] < T::zero() {
+                                o[l] = T::zero();
+                            }
+                        }
+                        let off = ((bi * h + yy) * w + xx) * c + c0 - base;
+                        store(&mut y[off..], &o, cb);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs `$body` (an expression using the transform functions) compiled for AVX-512 or AVX2
+/// where the CPU has them, else for the build's baseline; the results are identical.
+macro_rules! simd_dispatch {
+    ($name:ident, ($($arg:ident : $ty:ty),*), $body:expr) => {
+        #[allow(clippy::too_many_arguments)]
+        fn $name<T: WithDType, const M: usize, const A: usize>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn v4<T: WithDType, const M: usize, const A: usize>($($arg: $ty),*) {
+                    $body
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn v3<T: WithDType, const M: usize, const A: usize>($($arg: $ty),*) {
+                    $body
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (checked just above).
+                    return unsafe { v4::<T, M, A>($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                    return unsafe { v3::<T, M, A>($($arg),*) };
+                }
+            }
+            $body
+        }
+    };
+}
+
+simd_dispatch!(
+    input_tiles_d,
+    (bt: &[[T; A]; A], x: &[T], d: Dims, rows: std::ops::Range<usize>, tm: bool, v: &mut [MaybeUninit<T>]),
+    input_tiles::<T, M, A>(bt, x, d, rows, tm, v)
+);
+simd_dispatch!(
+    grad_tiles_d,
+    (a: &[[T; M]; A], g: &[T], d: Dims, rows: std::ops::Range<usize>, tm: bool, m: &mut [MaybeUninit<T>]),
+    grad_tiles::<T, M, A>(a, g, d, rows, tm, m)
+);
+simd_dispatch!(
+    output_tiles_d,
+    (at: &[[T; A]; M], z: &[T], bias: &[T], relu: bool, d: Dims, rows: std::ops::Range<usize>,
+     y: &mut [MaybeUninit<T>]),
+    output_tiles::<T, M, A>(at, z, bias, relu, d, rows, y)
+);
+
+impl<const M: usize, const A: usize> Wino<M, A> {
+    /// `A^T` transposed: `A` (A x M).
+    fn a<T: WithDType>(&self) -> [[T; M]; A] {
+        std::array::from_fn(|i| std::array::from_fn(|j| T::from_f64(self.at[j][i])))
+    }
+
+    /// Kernel transform `U = G w G^T`: `w` `(9 Cin, Cout)` with row `(ky * 3 + kx) * Cin + ci`,
+    /// result `[A*A][Cin][Cout]`.
+    pub fn kernel<T: WithDType>(&self, w: &[T], cin: usize, cout: usize) -> Vec<T> {
+        let g: [[T; 3]; A] = cast(&self.g);
+        let n = cin * cout;
+        // tmp[i][kx] = sum_ky g[i][ky] w[ky][kx], then U[i][j] = sum_kx tmp[i][kx] g[j][kx];
+        // each block of n elements by one task.
+        let mut tmp = vec![T::zero(); A * 3 * n];
+        tmp.par_chunks_mut(n).enumerate().for_each(|(ik, dst)| {
+            let (i, kx) = (ik / 3, ik % 3);
+            for ky in 0..3 {
+                let cf = g[i][ky];
+                if cf != T::zero() {
+                    for (d, s) in dst.iter_mut().zip(&w[(ky * 3 + kx) * n..][..n]) {
+                        *d += cf * *s;
+                    }
+                }
+            }
+        });
+        let mut u = vec![T::zero(); A * A * n];
+        u.par_chunks_mut(n).enumerate().for_each(|(ij, dst)| {
+            let (i, j) = (ij / A, ij % A);
+            for kx in 0..3 {
+                let cf = g[j][kx];
+                if cf != T::zero() {
+                    for (d, s) in dst.iter_mut().zip(&tmp[(i * 3 + kx) * n..][..n]) {
+                        *d += cf * *s;
+                    }
+                }
+            }
+        });
+        u
+    }
+
+    /// The adjoint of [`Self::kernel`]: `dw = G^T dU G` in the `(9 Cin, Cout)` layout.
+    fn kernel_adjoint<T: WithDType>(&self, du: &[T], cin: usize, cout: usize) -> Vec<T> {
+        let g: [[T; 3]; A] = cast(&self.g);
+        let n = cin * cout;
+        let mut tmp = vec![T::zero(); A * 3 * n];
+        for i in 0..A {
+            for kx in 0..3 {
+                let dst = &mut tmp[(i * 3 + kx) * n..][..n];
+                for j in 0..A {
+                    let cf = g[j][kx];
+                    for (d, s) in dst.iter_mut().zip(&du[(i * A + j) * n..][..n]) {
+                        *d += cf * *s;
+                    }
+                }
+            }
+        }
+        let mut dw = vec![T::zero(); 9 * n];
+        for ky in 0..3 {
+            for kx in 0..3 {
+                let dst = &mut dw[(ky * 3 + kx) * n..][..n];
+                for i in 0..A {
+                    let cf = g[i][ky];
+                    for (d, s) in dst.iter_mut().zip(&tmp[(i * 3 + kx) * n..][..n]) {
+                        *d += cf * *s;
+                    }
+                }
+            }
+        }
+        dw
+    }
+
+    /// `relu?(conv3x3_same(x, w) + bias)` for `x` `(B, H, W, Cin)` and the transformed kernel
+    /// `u` (`[A*A][Cin][Cout]`, see [`Self::kernel`]); result `(B, H, W, Cout)`.
+    pub fn conv<T: WithDType>(
+        &self,
+        x: &[T],
+        u: &[T],
+        bias: &[T],
+        (b, h, w, cin): Dims,
+        cout: usize,
+        relu: bool,
+    ) -> Vec<T> {
+        let (nty, ntx) = grid::<M>(h, w);
+        let rows = b * nty;
+        let rpc = rows_per_chunk::<T, A>(ntx, rows, cin, cout);
+        let bt: [[T; A]; A] = cast(&self.bt);
+        let at: [[T; A]; M] = cast(&self.at);
+        let n = b * h * w * cout;
+        let mut y: Vec<T> = Vec::with_capacity(n);
+        let out = SendPtr(y.spare_capacity_mut().as_mut_ptr());
+        let pixel_row = |r: usize| (r / nty * h + (r % nty * M).min(h)) * w * cout;
+        (0..rows.div_ceil(rpc)).into_par_iter().for_each_init(
+            || (Vec::<MaybeUninit<T>>::new(), Vec::<T>::new()),
+            |(v, z), ci| {
+                let r = ci * rpc..((ci + 1) * rpc).min(rows);
+                let tl = r.len() * ntx;
+                v.resize(A * A * tl * cin, MaybeUninit::uninit());
+                z.resize(A * A * tl * cout, T::zero());
+                input_tiles_d::<T, M, A>(&bt, x, (b, h, w, cin), r.clone(), false, v);
+                // SAFETY: input_tiles wrote every point, tile and channel of the chunk.
+                let v = unsafe { assume_init(v, A * A * tl * cin) };
+                for p in 0..A * A {
+                    matmul_with(
+                        (tl, cout, cin),
+                        &mut z[p * tl * cout..][..tl * cout],
+                        false,
+                        &v[p * tl * cin..][..tl * cin],
+                        (cin, 1),
+                        &u[p * cin * cout..][..cin * cout],
+                        (cout, 1),
+                        gemm::Parallelism::None,
+                    );
+                }
+                let (lo, hi) = (pixel_row(r.start), pixel_row(r.end));
+                // SAFETY: chunk ci owns output elements [lo, hi) (its tile rows' pixel rows,
+                // disjoint between chunks and inside the n reserved elements), and output_tiles
+                // writes every one of them (tiles cover all pixels).
+                let ys = unsafe { std::slice::from_raw_parts_mut(out.get().add(lo), hi - lo) };
+                output_tiles_d::<T, M, A>(&at, z, bias, relu, (b, h, w, cout), r, ys);
+            },
+        );
+        // SAFETY: the chunks wrote all n elements (they cover tile rows 0..rows, i.e. every
+        // pixel row of every image), and T is a plain number type.
+        unsafe { y.set_len(n) };
+        y
+    }
+
+    /// The kernel gradient of the convolution `x` `(B, H, W, Cin)` -> `(B, H, W, Cout)` given the
+    /// gradient `g` of its pre-activation output, in the `(9 Cin, Cout)` layout: the transformed
+    /// input `V` and output gradient `A g A^T` of all tiles (tile-major), then per point one
+    /// product `V^T (A g A^T)` summed over every tile, then `G^T dU G`.
+    pub fn kernel_grad<T: WithDType>(
+        &self,
+        x: &[T],
+        g: &[T],
+        (b, h, w, cin): Dims,
+        cout: usize,
+    ) -> Vec<T> {
+        let (nty, ntx) = grid::<M>(h, w);
+        let rows = b * nty;
+        let tiles = rows * ntx;
+        let rpc = rows_per_chunk::<T, A>(ntx, rows, cin, cout);
+        let bt: [[T; A]; A] = cast(&self.bt);
+        let a: [[T; M]; A] = self.a();
+        let transformed = |c: usize, f: &ChunkFill<'_, T>| {
+            let n = tiles * A * A * c;
+            let mut v: Vec<T> = Vec::with_capacity(n);
+            v.spare_capacity_mut()[..n]
+                .par_chunks_mut((rpc * ntx * A * A * c).max(1))
+                .enumerate()
+                .for_each(|(ci, dst)| f(ci * rpc..((ci + 1) * rpc).min(rows), dst));
+            // SAFETY: the chunks cover all tile rows, and the transforms write every
+            // point, tile and channel of theirs.
+            unsafe { v.set_len(n) };
+            v
+        };
+        let (v, m) = rayon::join(
+            || {
+                transformed(cin, &|r, dst| {
+                    input_tiles_d::<T, M, A>(&bt, x, (b, h, w, cin), r, true, dst)
+                })
+            },
+            || {
+                transformed(cout, &|r, dst| {
+                    grad_tiles_d::<T, M, A>(&a, g, (b, h, w, cout), r, true, dst)
+                })
+            },
+        );
+        let n = cin * cout;
+        let mut du = vec![T::zero(); A * A * n];
+        du.par_chunks_mut(n).enumerate().for_each(|(q, dst)| {
+            matmul_with(
+                (cin, cout, tiles),
+                dst,
+                false,
+                &v[q * cin..],
+                (1, A * A * cin),
+                &m[q * cout..],
+                (A * A * cout, 1),
+                gemm::Parallelism::None,
+            );
+        });
+        self.kernel_adjoint(&du, cin, cout)
+    }
+}
