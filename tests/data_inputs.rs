@@ -114,22 +114,27 @@ fn a_dataset_whose_arrays_disagree_in_length_fails_the_model_and_the_evaluation(
             bad = bad.display().to_string()
         )
     };
+    // The build fails `target`, naming the dataset `input` and the problem, without panicking
+    // and without publishing anything.
+    let fails_naming = |s: &Study, target: &str, input: &str| {
+        let r = s.run(&[]);
+        assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        let line = r
+            .stderr
+            .lines()
+            .find(|l| l.contains(&format!("FAILED gs1_idealized/{target}")))
+            .unwrap_or_else(|| panic!("{}", r.stderr));
+        assert!(
+            line.contains(&format!("gs1_idealized/{input}.npz")) && line.contains(expect),
+            "{line}"
+        );
+        assert!(!s.path(&format!("study/gs1_idealized/{target}")).exists());
+    };
     // The model recipe reads the training set.
     let s = Study::empty();
     s.write_studyfile(&study("[recipes.model]\nrecipe = \"pinn\"\n"));
-    let r = s.run(&[]);
-    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-    let line = r
-        .stderr
-        .lines()
-        .find(|l| l.contains("FAILED gs1_idealized/model"))
-        .unwrap_or_else(|| panic!("{}", r.stderr));
-    assert!(
-        line.contains("gs1_idealized/train_data.npz") && line.contains(expect),
-        "{line}"
-    );
-    assert!(!s.path("study/gs1_idealized/model").exists());
+    fails_naming(&s, "model", "train_data");
 
     // The evaluation reads the test set (the model is a stand-in directory).
     let s = Study::empty();
@@ -141,17 +146,5 @@ fn a_dataset_whose_arrays_disagree_in_length_fails_the_model_and_the_evaluation(
     s.write_studyfile(&study(
         "[recipes.model]\ncommand = [\"sh\", \"fake_model.sh\", \"{output}\", \"{report}\", \"{param.epochs}\"]\noutput = \"dir\"\n",
     ));
-    let r = s.run(&[]);
-    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-    let line = r
-        .stderr
-        .lines()
-        .find(|l| l.contains("FAILED gs1_idealized/metrics"))
-        .unwrap_or_else(|| panic!("{}", r.stderr));
-    assert!(
-        line.contains("gs1_idealized/test_data.npz") && line.contains(expect),
-        "{line}"
-    );
-    assert!(!s.path("study/gs1_idealized/metrics").exists());
+    fails_naming(&s, "metrics", "test_data");
 }
