@@ -30,6 +30,29 @@ fn err(msg: impl Into<String>) -> Error {
     Error::Msg(msg.into())
 }
 
+/// `Tensor::from_vec(body, like's shape and device)` with the type `$t` bound to `like`'s float
+/// type (f32 or f64) inside `body`; any other type returns an error naming the op.
+macro_rules! float_tensor_like {
+    ($op:literal, $like:expr, |$t:ident| $body:expr) => {
+        match $like.dtype() {
+            DType::F32 => {
+                type $t = f32;
+                Tensor::from_vec($body, $like.shape(), $like.device())?
+            }
+            DType::F64 => {
+                type $t = f64;
+                Tensor::from_vec($body, $like.shape(), $like.device())?
+            }
+            dt => {
+                return Err(err(format!(
+                    concat!($op, " supports f32 and f64 only, got {:?}"),
+                    dt
+                )))
+            }
+        }
+    };
+}
+
 /// The contiguous data of a CPU storage under a layout.
 fn slice_of<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     let (a, b) = l
@@ -620,23 +643,9 @@ impl CustomOp1 for MaxPool2 {
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let d = arg.dims4()?;
-        let dx = match arg.dtype() {
-            DType::F32 => Tensor::from_vec(
-                with_data::<f32, _>(arg, |x| with_data(grad, |g| Ok(pool_bwd(x, g, d))))?,
-                arg.shape(),
-                arg.device(),
-            )?,
-            DType::F64 => Tensor::from_vec(
-                with_data::<f64, _>(arg, |x| with_data(grad, |g| Ok(pool_bwd(x, g, d))))?,
-                arg.shape(),
-                arg.device(),
-            )?,
-            dt => {
-                return Err(err(format!(
-                    "max_pool2 supports f32 and f64 only, got {dt:?}"
-                )))
-            }
-        };
+        let dx = float_tensor_like!("max_pool2", arg, |T| {
+            with_data::<T, _>(arg, |x| with_data(grad, |g| Ok(pool_bwd(x, g, d))))?
+        });
         Ok(Some(dx))
     }
 }
@@ -696,23 +705,9 @@ impl CustomOp1 for Upsample2 {
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let d = arg.dims4()?;
-        let dx = match arg.dtype() {
-            DType::F32 => Tensor::from_vec(
-                with_data::<f32, _>(grad, |g| Ok(up_bwd(g, d)))?,
-                arg.shape(),
-                arg.device(),
-            )?,
-            DType::F64 => Tensor::from_vec(
-                with_data::<f64, _>(grad, |g| Ok(up_bwd(g, d)))?,
-                arg.shape(),
-                arg.device(),
-            )?,
-            dt => {
-                return Err(err(format!(
-                    "upsample2 supports f32 and f64 only, got {dt:?}"
-                )))
-            }
-        };
+        let dx = float_tensor_like!("upsample2", arg, |T| {
+            with_data::<T, _>(grad, |g| Ok(up_bwd(g, d)))?
+        });
         Ok(Some(dx))
     }
 }
