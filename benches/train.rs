@@ -2,8 +2,10 @@
 //! Usage: `cargo bench --bench train -- [gridsize] [n_filters_scale] [batches]`; prints
 //! groups/second, a per-stage breakdown and the process's peak resident memory.
 
+mod common;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use common::{cpu_seconds, numeric_args};
 use ndarray::Array2;
 use num_complex::Complex32;
 use rand::{Rng, SeedableRng};
@@ -21,21 +23,8 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
-    unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
-        t(u.ru_utime) + t(u.ru_stime)
-    }
-}
-
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args = numeric_args();
     let gridsize = args.first().copied().unwrap_or(1);
     let f = args.get(1).copied().unwrap_or(1);
     let batches = args.get(2).copied().unwrap_or(10);

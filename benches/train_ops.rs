@@ -1,20 +1,12 @@
 //! Micro-benchmark of the PINN's building blocks (conv, pool, upsample, physics), forward and
 //! backward, to see where training time goes. `cargo bench --bench train_ops`.
 
+mod common;
 use candle_core::{DType, Device, Tensor, Var};
+use common::cpu_seconds;
 use std::time::Instant;
 use studymake::science::model::kernels::{conv3x3_with, ConvAlgo};
 use studymake::science::model::network::{conv3x3, max_pool2, upsample2};
-
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
-    unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
-        t(u.ru_utime) + t(u.ru_stime)
-    }
-}
 
 /// Prints the mean wall, the process CPU time (all threads) per call and the fastest call
 /// (the least disturbed by other jobs on a shared machine).

@@ -3,16 +3,15 @@
 //! train_seed 42), trained through `science::model::train` as the `pinn` recipe does, with the
 //! initial and final losses. Usage: `cargo bench --bench train_quick -- [gridsize] [epochs]`.
 
+mod common;
+use common::numeric_args;
 use std::time::Instant;
 use studymake::science::model::{train, TrainConfig};
 use studymake::science::simulate::{simulate, SimParams};
 use studymake::science::{object, probe};
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args = numeric_args();
     let gridsize = args.first().copied().unwrap_or(1);
     let epochs = args.get(1).copied().unwrap_or(5);
     studymake::science::model::tune_allocator();
