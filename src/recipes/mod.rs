@@ -137,7 +137,8 @@ impl Builtins {
             (
                 RecipeInfo {
                     name: "evaluate",
-                    version: 1,
+                    // v2: ssim_unregistered rows and metrics_unregistered in metrics.json.
+                    version: 2,
                     params: vec![
                         p("gridsize", None, "patterns per group side"),
                         p("seed", None, "baseline initialisation seed"),

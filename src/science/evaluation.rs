@@ -112,6 +112,9 @@ pub struct ModelEvaluation {
     /// After registration and border crop.
     pub aligned: Aligned,
     pub metrics: ImageMetrics,
+    /// The same metrics without registration (only the border crop), the figure PtychoPINN's
+    /// `--skip-registration` reports and the quality reference uses.
+    pub unregistered: ImageMetrics,
     /// Fraction of `recon`'s pixels that no stitched crop covers (they are 0 and count in the
     /// metrics, as in PtychoPINN): few test positions with a small `stitch_crop` leave holes.
     pub uncovered_fraction: f64,
@@ -131,6 +134,8 @@ pub fn evaluate_patches(
     let (recon, gt) = (crops.recon, crops.gt);
     let aligned = register_and_crop(&recon, &gt, true, Some(crops.expected_offset))?;
     let metrics = image_metrics(&aligned.recon, &aligned.gt)?;
+    let plain = register_and_crop(&recon, &gt, false, None)?;
+    let unregistered = image_metrics(&plain.recon, &plain.gt)?;
     let holes = recon.iter().filter(|z| z.norm_sqr() == 0.0).count();
     Ok(ModelEvaluation {
         name,
@@ -139,6 +144,7 @@ pub fn evaluate_patches(
         gt,
         aligned,
         metrics,
+        unregistered,
     })
 }
 
@@ -308,10 +314,18 @@ pub fn f6(v: f64) -> String {
     }
 }
 
-/// `comparison_metrics.csv` rows for one model: `model,metric,amplitude,phase,value`.
-pub fn metric_rows(name: &str, m: &ImageMetrics, offset: Option<(f64, f64)>) -> Vec<String> {
+/// `comparison_metrics.csv` rows for one model: `model,metric,amplitude,phase,value`. The
+/// metrics are those after registration, as PtychoPINN's; `ssim_unregistered` is the SSIM
+/// without it (`metrics.json` has every unregistered metric).
+pub fn metric_rows(
+    name: &str,
+    m: &ImageMetrics,
+    unregistered: &ImageMetrics,
+    offset: Option<(f64, f64)>,
+) -> Vec<String> {
     let a = &m.amplitude;
     let p = &m.phase;
+    let (ua, up) = (&unregistered.amplitude, &unregistered.phase);
     let mut rows = vec![
         format!("{name},mae,{},{},", f6(a.mae), f6(p.mae)),
         format!("{name},mse,{},{},", f6(a.mse), f6(p.mse)),
@@ -325,6 +339,7 @@ pub fn metric_rows(name: &str, m: &ImageMetrics, offset: Option<(f64, f64)>) -> 
         format!("{name},ms_ssim,{},{},", f6(a.ms_ssim), f6(p.ms_ssim)),
         format!("{name},frc50,{},{},", f6(a.frc50), f6(p.frc50)),
         format!("{name},frc1over7,{},{},", f6(a.frc1over7), f6(p.frc1over7)),
+        format!("{name},ssim_unregistered,{},{},", f6(ua.ssim), f6(up.ssim)),
     ];
     if let Some((dy, dx)) = offset {
         rows.push(format!("{name},registration_offset_dy,,,{}", f6(dy)));
@@ -399,14 +414,10 @@ impl ConditionEvaluation {
     /// `comparison_metrics.csv` content.
     pub fn comparison_csv(&self) -> String {
         let mut out = String::from("model,metric,amplitude,phase,value\n");
-        for r in metric_rows(NETWORK, &self.network.metrics, self.network.aligned.offset)
-            .into_iter()
-            .chain(metric_rows(
-                BASELINE,
-                &self.baseline.metrics,
-                self.baseline.aligned.offset,
-            ))
-        {
+        let rows = |m: &ModelEvaluation| {
+            metric_rows(m.name, &m.metrics, &m.unregistered, m.aligned.offset)
+        };
+        for r in rows(&self.network).into_iter().chain(rows(&self.baseline)) {
             out.push_str(&r);
             out.push('\n');
         }
@@ -455,6 +466,11 @@ impl ConditionEvaluation {
             "metrics": {
                 NETWORK: metrics_json(&self.network.metrics),
                 BASELINE: metrics_json(&self.baseline.metrics),
+            },
+            "metrics_unregistered": {
+                "note": "the same metrics without registration (border crop only)",
+                NETWORK: metrics_json(&self.network.unregistered),
+                BASELINE: metrics_json(&self.baseline.unregistered),
             },
             "timings": "not recorded in files (they would break byte-identical rebuilds); see the build log",
         });
@@ -604,6 +620,10 @@ pub(crate) mod tests {
         assert_eq!(a.frc50, a.frc.len() as f64, "FRC never drops below 0.5");
         let (dy, dx) = ev.network.aligned.offset.unwrap();
         assert!(dy.abs() < 1e-9 && dx.abs() < 1e-9, "offset {dy} {dx}");
+        // A zero shift: the unregistered metrics are the registered ones (up to the Fourier
+        // shift's rounding).
+        let u = &ev.network.unregistered;
+        assert!((u.amplitude.ssim - a.ssim).abs() < 1e-9 && (u.phase.ssim - p.ssim).abs() < 1e-9);
         // The baseline went through the same pipeline and is good on noise-free data.
         assert!(ev.baseline.metrics.amplitude.ssim > 0.9);
         // Files: written twice, byte-identical.
@@ -629,7 +649,9 @@ pub(crate) mod tests {
         assert!(csv.starts_with("model,metric,amplitude,phase,value\nPtychoPINN,mae,"));
         assert!(csv.contains("\nePIE,psnr_range,"));
         assert!(csv.contains("\nPtychoPINN,registration_offset_dx,,,"));
+        assert!(csv.contains("\nPtychoPINN,ssim_unregistered,1.0000"));
         let j = read_metrics_json(d1.path()).unwrap();
+        assert!(j["metrics_unregistered"]["ePIE"]["phase"]["ssim"].is_number());
         assert_eq!(j["model"]["gridsize"], 1);
         assert_eq!(j["dataset"]["gridsize"], 1);
         // The npz holds the documented keys.
