@@ -118,7 +118,8 @@ impl Builtins {
             (
                 RecipeInfo {
                     name: "pinn",
-                    version: 3,
+                    // v4: the phase head's initial kernel is 0.3x Glorot (a quiet initial phase).
+                    version: 4,
                     params: vec![
                         p("gridsize", None, "patterns per group side (C = gridsize^2)"),
                         p("seed", None, "weights, shuffling and validation split seed"),
