@@ -21,7 +21,9 @@
 //! gradients are added in partition order. So results do not depend on the thread count. The
 //! channel loops are the same scalar code compiled with and without AVX2 / AVX-512 (selected
 //! at run time); Rust never contracts `a * b + c` into an FMA, so every path gives the same
-//! bits.
+//! bits. The transform matrices are compile-time constants ([`Points`]), so the compiler drops
+//! the zero terms and the multiplications by +-1 (exact, so the bits are those of the same
+//! loops with the coefficients read at run time).
 
 use super::kernels::{matmul_with, write_from, SendPtr};
 use candle_core::WithDType;
@@ -37,59 +39,77 @@ const CHUNK_BYTES: usize = 768 << 10;
 /// The fewest tiles per chunk (see [`rows_per_chunk`]).
 const MIN_CHUNK_TILES: usize = 32;
 
-/// A Winograd algorithm F(M x M, 3 x 3) with `A = M + 2` points per dimension.
-pub struct Wino<const M: usize, const A: usize> {
+/// The matrices of a Winograd algorithm F(M x M, 3 x 3) with `A = M + 2` points per dimension,
+/// as compile-time constants: the transforms are generic over them, so each coefficient is a
+/// constant in the compiled loops (zero terms vanish, +-1 costs no multiplication). Passed at run
+/// time, every coefficient was loaded, broadcast and tested in the loops: training steps took
+/// 5-8% more CPU time (bench/README.md).
+pub trait Points<const M: usize, const A: usize>: Send + Sync + 'static {
     /// Input transform `B^T` (A x A).
-    pub bt: [[f64; A]; A],
+    const BT: [[f64; A]; A];
     /// Kernel transform `G` (A x 3).
-    pub g: [[f64; 3]; A],
+    const G: [[f64; 3]; A];
     /// Output transform `A^T` (M x A).
-    pub at: [[f64; A]; M],
+    const AT: [[f64; A]; M];
 }
 
 /// F(2x2, 3x3), points 0, 1, -1, infinity: every coefficient is 0, +-1 or +-1/2.
-pub const F2: Wino<2, 4> = Wino {
-    bt: [
+pub struct F2Points;
+
+impl Points<2, 4> for F2Points {
+    const BT: [[f64; 4]; 4] = [
         [1.0, 0.0, -1.0, 0.0],
         [0.0, 1.0, 1.0, 0.0],
         [0.0, -1.0, 1.0, 0.0],
         [0.0, 1.0, 0.0, -1.0],
-    ],
-    g: [
+    ];
+    const G: [[f64; 3]; 4] = [
         [1.0, 0.0, 0.0],
         [0.5, 0.5, 0.5],
         [0.5, -0.5, 0.5],
         [0.0, 0.0, 1.0],
-    ],
-    at: [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]],
-};
+    ];
+    const AT: [[f64; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]];
+}
 
 /// F(4x4, 3x3), points 0, 1, -1, 2, -2, infinity (the matrices of Lavin and Gray; oneDNN's
 /// CPU Winograd uses the same points).
-pub const F4: Wino<4, 6> = Wino {
-    bt: [
+pub struct F4Points;
+
+impl Points<4, 6> for F4Points {
+    const BT: [[f64; 6]; 6] = [
         [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
         [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
         [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
         [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
         [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
         [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
-    ],
-    g: [
+    ];
+    const G: [[f64; 3]; 6] = [
         [1.0 / 4.0, 0.0, 0.0],
         [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
         [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
         [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
         [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
         [0.0, 0.0, 1.0],
-    ],
-    at: [
+    ];
+    const AT: [[f64; 6]; 4] = [
         [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
         [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
         [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
         [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
-    ],
-};
+    ];
+}
+
+/// A Winograd algorithm F(M x M, 3 x 3) with `A = M + 2` points per dimension and the matrices
+/// of `P`: the convolution and kernel-gradient entry points.
+pub struct Wino<P, const M: usize, const A: usize>(std::marker::PhantomData<P>);
+
+/// F(2x2, 3x3) ([`F2Points`]).
+pub const F2: Wino<F2Points, 2, 4> = Wino(std::marker::PhantomData);
+
+/// F(4x4, 3x3) ([`F4Points`]).
+pub const F4: Wino<F4Points, 4, 6> = Wino(std::marker::PhantomData);
 
 /// Fills the transform-domain values of a range of tile rows.
 type ChunkFill<'a, T> = dyn Fn(std::ops::Range<usize>, &mut [MaybeUninit<T>]) + Sync + 'a;
@@ -115,8 +135,15 @@ fn rows_per_chunk<T, const A: usize>(ntx: usize, rows: usize, cin: usize, cout: 
 }
 
 /// The coefficients of a matrix in `T`.
+#[inline(always)]
 fn cast<T: WithDType, const R: usize, const C: usize>(m: &[[f64; C]; R]) -> [[T; C]; R] {
     m.map(|r| r.map(T::from_f64))
+}
+
+/// The transpose of a matrix, in `T` (`A` from `A^T`).
+#[inline(always)]
+fn transposed<T: WithDType, const R: usize, const C: usize>(m: &[[f64; C]; R]) -> [[T; R]; C] {
+    std::array::from_fn(|i| std::array::from_fn(|j| T::from_f64(m[j][i])))
 }
 
 /// `dst = src[..cb]`, zero-padded to [`CB`] lanes (a fixed-size copy in the common full case:
@@ -232,14 +259,15 @@ fn tr_grad<T: WithDType, const M: usize, const A: usize>(
 /// Input transform `V = B^T d B` of tile rows `rows` of `x` into `v` (see [`at_point`] for the
 /// layouts; tiles numbered from the first row of `rows`).
 #[inline(always)]
-fn input_tiles<T: WithDType, const M: usize, const A: usize>(
-    bt: &[[T; A]; A],
+fn input_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
     x: &[T],
     (_, h, w, c): Dims,
     rows: std::ops::Range<usize>,
     tile_major: bool,
     v: &mut [MaybeUninit<T>],
 ) {
+    let bt: [[T; A]; A] = cast(&P::BT);
+    let bt = &bt;
     let (nty, ntx) = grid::<M>(h, w);
     let tl = rows.len() * ntx;
     let mut d = [[T::zero(); CB]; 36];
@@ -281,14 +309,15 @@ fn input_tiles<T: WithDType, const M: usize, const A: usize>(
 /// Output-gradient transform `A g A^T` (the adjoint of the output transform) of tile rows `rows`
 /// of `g` (`(B, H, W, c)`, zero outside the image) into `m` (layout as [`input_tiles`]).
 #[inline(always)]
-fn grad_tiles<T: WithDType, const M: usize, const A: usize>(
-    a: &[[T; M]; A],
+fn grad_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
     g: &[T],
     (_, h, w, c): Dims,
     rows: std::ops::Range<usize>,
     tile_major: bool,
     m: &mut [MaybeUninit<T>],
 ) {
+    let a: [[T; M]; A] = transposed(&P::AT);
+    let a = &a;
     let (nty, ntx) = grid::<M>(h, w);
     let tl = rows.len() * ntx;
     let mut d = [[T::zero(); CB]; 16];
@@ -333,8 +362,7 @@ fn grad_tiles<T: WithDType, const M: usize, const A: usize>(
 /// rows' pixels.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn output_tiles<T: WithDType, const M: usize, const A: usize>(
-    at: &[[T; A]; M],
+fn output_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
     z: &[T],
     bias: &[T],
     relu: bool,
@@ -342,6 +370,8 @@ fn output_tiles<T: WithDType, const M: usize, const A: usize>(
     rows: std::ops::Range<usize>,
     y: &mut [MaybeUninit<T>],
 ) {
+    let at: [[T; A]; M] = cast(&P::AT);
+    let at = &at;
     let (nty, ntx) = grid::<M>(h, w);
     let tl = rows.len() * ntx;
     let base = {
@@ -399,28 +429,32 @@ fn output_tiles<T: WithDType, const M: usize, const A: usize>(
 macro_rules! simd_dispatch {
     ($name:ident, ($($arg:ident : $ty:ty),*), $body:expr) => {
         #[allow(clippy::too_many_arguments)]
-        fn $name<T: WithDType, const M: usize, const A: usize>($($arg: $ty),*) {
+        fn $name<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn v4<T: WithDType, const M: usize, const A: usize>($($arg: $ty),*) {
+                unsafe fn v4<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
+                    $($arg: $ty),*
+                ) {
                     $body
                 }
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn v3<T: WithDType, const M: usize, const A: usize>($($arg: $ty),*) {
+                unsafe fn v3<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
+                    $($arg: $ty),*
+                ) {
                     $body
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU has AVX-512F (checked just above).
-                    return unsafe { v4::<T, M, A>($($arg),*) };
+                    return unsafe { v4::<T, M, A, P>($($arg),*) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
                 {
                     // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                    return unsafe { v3::<T, M, A>($($arg),*) };
+                    return unsafe { v3::<T, M, A, P>($($arg),*) };
                 }
             }
             $body
@@ -430,31 +464,26 @@ macro_rules! simd_dispatch {
 
 simd_dispatch!(
     input_tiles_d,
-    (bt: &[[T; A]; A], x: &[T], d: Dims, rows: std::ops::Range<usize>, tm: bool, v: &mut [MaybeUninit<T>]),
-    input_tiles::<T, M, A>(bt, x, d, rows, tm, v)
+    (x: &[T], d: Dims, rows: std::ops::Range<usize>, tm: bool, v: &mut [MaybeUninit<T>]),
+    input_tiles::<T, M, A, P>(x, d, rows, tm, v)
 );
 simd_dispatch!(
     grad_tiles_d,
-    (a: &[[T; M]; A], g: &[T], d: Dims, rows: std::ops::Range<usize>, tm: bool, m: &mut [MaybeUninit<T>]),
-    grad_tiles::<T, M, A>(a, g, d, rows, tm, m)
+    (g: &[T], d: Dims, rows: std::ops::Range<usize>, tm: bool, m: &mut [MaybeUninit<T>]),
+    grad_tiles::<T, M, A, P>(g, d, rows, tm, m)
 );
 simd_dispatch!(
     output_tiles_d,
-    (at: &[[T; A]; M], z: &[T], bias: &[T], relu: bool, d: Dims, rows: std::ops::Range<usize>,
+    (z: &[T], bias: &[T], relu: bool, d: Dims, rows: std::ops::Range<usize>,
      y: &mut [MaybeUninit<T>]),
-    output_tiles::<T, M, A>(at, z, bias, relu, d, rows, y)
+    output_tiles::<T, M, A, P>(z, bias, relu, d, rows, y)
 );
 
-impl<const M: usize, const A: usize> Wino<M, A> {
-    /// `A^T` transposed: `A` (A x M).
-    fn a<T: WithDType>(&self) -> [[T; M]; A] {
-        std::array::from_fn(|i| std::array::from_fn(|j| T::from_f64(self.at[j][i])))
-    }
-
+impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
     /// Kernel transform `U = G w G^T`: `w` `(9 Cin, Cout)` with row `(ky * 3 + kx) * Cin + ci`,
     /// result `[A*A][Cin][Cout]`.
     pub fn kernel<T: WithDType>(&self, w: &[T], cin: usize, cout: usize) -> Vec<T> {
-        let g: [[T; 3]; A] = cast(&self.g);
+        let g: [[T; 3]; A] = cast(&P::G);
         let n = cin * cout;
         // tmp[i][kx] = sum_ky g[i][ky] w[ky][kx], then U[i][j] = sum_kx tmp[i][kx] g[j][kx];
         // each block of n elements by one task.
@@ -487,7 +516,7 @@ impl<const M: usize, const A: usize> Wino<M, A> {
 
     /// The adjoint of [`Self::kernel`]: `dw = G^T dU G` in the `(9 Cin, Cout)` layout.
     fn kernel_adjoint<T: WithDType>(&self, du: &[T], cin: usize, cout: usize) -> Vec<T> {
-        let g: [[T; 3]; A] = cast(&self.g);
+        let g: [[T; 3]; A] = cast(&P::G);
         let n = cin * cout;
         let mut tmp = vec![T::zero(); A * 3 * n];
         for i in 0..A {
@@ -530,8 +559,6 @@ impl<const M: usize, const A: usize> Wino<M, A> {
         let (nty, ntx) = grid::<M>(h, w);
         let rows = b * nty;
         let rpc = rows_per_chunk::<T, A>(ntx, rows, cin, cout);
-        let bt: [[T; A]; A] = cast(&self.bt);
-        let at: [[T; A]; M] = cast(&self.at);
         let n = b * h * w * cout;
         let mut y: Vec<T> = Vec::with_capacity(n);
         let out = SendPtr(y.spare_capacity_mut().as_mut_ptr());
@@ -543,7 +570,7 @@ impl<const M: usize, const A: usize> Wino<M, A> {
                 let tl = r.len() * ntx;
                 v.resize(A * A * tl * cin, MaybeUninit::uninit());
                 z.resize(A * A * tl * cout, T::zero());
-                input_tiles_d::<T, M, A>(&bt, x, (b, h, w, cin), r.clone(), false, v);
+                input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r.clone(), false, v);
                 // SAFETY: input_tiles wrote every point, tile and channel of the chunk.
                 let v = unsafe { assume_init(v, A * A * tl * cin) };
                 for p in 0..A * A {
@@ -563,7 +590,7 @@ impl<const M: usize, const A: usize> Wino<M, A> {
                 // disjoint between chunks and inside the n reserved elements), and output_tiles
                 // writes every one of them (tiles cover all pixels).
                 let ys = unsafe { std::slice::from_raw_parts_mut(out.get().add(lo), hi - lo) };
-                output_tiles_d::<T, M, A>(&at, z, bias, relu, (b, h, w, cout), r, ys);
+                output_tiles_d::<T, M, A, P>(z, bias, relu, (b, h, w, cout), r, ys);
             },
         );
         // SAFETY: the chunks wrote all n elements (they cover tile rows 0..rows, i.e. every
@@ -587,8 +614,6 @@ impl<const M: usize, const A: usize> Wino<M, A> {
         let rows = b * nty;
         let tiles = rows * ntx;
         let rpc = rows_per_chunk::<T, A>(ntx, rows, cin, cout);
-        let bt: [[T; A]; A] = cast(&self.bt);
-        let a: [[T; M]; A] = self.a();
         let transformed = |c: usize, f: &ChunkFill<'_, T>| {
             let n = tiles * A * A * c;
             let mut v: Vec<T> = Vec::with_capacity(n);
@@ -604,12 +629,12 @@ impl<const M: usize, const A: usize> Wino<M, A> {
         let (v, m) = rayon::join(
             || {
                 transformed(cin, &|r, dst| {
-                    input_tiles_d::<T, M, A>(&bt, x, (b, h, w, cin), r, true, dst)
+                    input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r, true, dst)
                 })
             },
             || {
                 transformed(cout, &|r, dst| {
-                    grad_tiles_d::<T, M, A>(&a, g, (b, h, w, cout), r, true, dst)
+                    grad_tiles_d::<T, M, A, P>(g, (b, h, w, cout), r, true, dst)
                 })
             },
         );
