@@ -43,7 +43,7 @@ const MIN_CHUNK_TILES: usize = 32;
 /// as compile-time constants: the transforms are generic over them, so each coefficient is a
 /// constant in the compiled loops (zero terms vanish, +-1 costs no multiplication). Passed at run
 /// time, every coefficient was loaded, broadcast and tested in the loops: training steps took
-/// 5-8% more CPU time (bench/README.md).
+/// 4-8% more CPU time (bench/README.md).
 pub trait Points<const M: usize, const A: usize>: Send + Sync + 'static {
     /// Input transform `B^T` (A x A).
     const BT: [[f64; A]; A];
