@@ -48,11 +48,7 @@ impl<const L: usize> F<L> {
     }
     #[inline(always)]
     fn map(self, f: impl Fn(f64) -> f64) -> Self {
-        let mut r = self.0;
-        for x in &mut r {
-            *x = f(*x);
-        }
-        F(r)
+        F(self.0.map(f))
     }
     #[inline(always)]
     fn cmp(self, o: Self, f: impl Fn(f64, f64) -> bool) -> M<L> {
@@ -188,11 +184,7 @@ impl<const L: usize> Neg for F<L> {
 impl<const L: usize> U<L> {
     #[inline(always)]
     fn map(self, f: impl Fn(u64) -> u64) -> Self {
-        let mut r = self.0;
-        for x in &mut r {
-            *x = f(*x);
-        }
-        U(r)
+        U(self.0.map(f))
     }
     #[inline(always)]
     fn add(self, o: U<L>) -> Self {
