@@ -188,6 +188,32 @@ mod tests {
         cov / (va * vb).sqrt()
     }
 
+    /// The vendored candle-core's backward pass (vendor/README.md): the first gradient reaching
+    /// a tensor is stored as it is, later ones are added. A gradient element of -0.0 keeps its
+    /// sign only with the patch (`0 + -0.0` is `+0.0`), which shows the patch is in effect.
+    #[test]
+    fn candle_backward_stores_the_first_gradient_and_sums_fan_in() {
+        use candle_core::{Device, Tensor, Var};
+        let dev = Device::Cpu;
+        let x = Var::new(&[1.5f32, -2.0, 0.25], &dev).unwrap();
+        let c = Tensor::new(&[-0.0f32, 3.0, -1.0], &dev).unwrap();
+        // One consumer: d(sum(x * c))/dx = c, signs of zero included.
+        let g = x.mul(&c).unwrap().sum_all().unwrap().backward().unwrap();
+        let gx = g.get(&x).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(gx, vec![0.0, 3.0, -1.0]);
+        assert!(
+            gx[0].is_sign_negative(),
+            "the -0.0 gradient became {:?}",
+            gx[0]
+        );
+        // Fan-in: x used by three ops, d(sum(x*x + 3x + x*c))/dx = 2x + 3 + c.
+        let y = ((x.mul(&x).unwrap() + x.affine(3.0, 0.0).unwrap()).unwrap() + x.mul(&c).unwrap())
+            .unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let gx = g.get(&x).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(gx, vec![6.0, 2.0, 2.5]);
+    }
+
     #[test]
     fn short_training_lowers_the_poisson_loss_and_learns_the_amplitude() {
         // 200 groups of 32 x 32 (190 training, 10 validation), 3 epochs. Measured: the excess
