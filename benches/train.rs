@@ -4,12 +4,13 @@
 
 mod common;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::ParamsAdamW;
 use common::{cpu_seconds, numeric_args};
 use ndarray::Array2;
 use num_complex::Complex32;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
+use studymake::science::model::adam::ParallelAdamW;
 use studymake::science::model::network::ConvAlgo;
 use studymake::science::model::Pinn;
 
@@ -61,7 +62,13 @@ fn main() {
                 .collect()
         })
         .collect();
-    let mut opt = AdamW::new(
+    // BENCH_ADAM=serial steps one AdamW over all parameters (as before ParallelAdamW).
+    let adam_groups = if std::env::var("BENCH_ADAM").as_deref() == Ok("serial") {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
+    let mut opt = ParallelAdamW::new(
         model.vars(),
         ParamsAdamW {
             lr: 1e-3,
@@ -70,6 +77,7 @@ fn main() {
             eps: 1e-7,
             weight_decay: 0.0,
         },
+        adam_groups,
     )
     .expect("adam");
     let (mut t_ops, mut t_fwd, mut t_bwd, mut t_opt) = (0.0, 0.0, 0.0, 0.0);

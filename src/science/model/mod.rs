@@ -9,6 +9,7 @@
 //! * [`physics`]: reassembly, probe, centred far field (differentiable, constant operators).
 //! * [`groups`]: the grouped, normalised view of a dataset.
 //! * [`pinn`]: the model, the Poisson loss and training.
+//! * [`adam`]: candle-nn's AdamW stepped on parameter groups in parallel.
 //! * [`artifact`]: the saved model directory.
 //!
 //! Simplifications (reference 7.6), stated once: `probe_big` False (the decoders emit the
@@ -36,6 +37,7 @@
 //! (tested). Across thread counts or CPUs the matrix products may sum in another order (gemm's
 //! blocking depends on both), so weights agree only to rounding.
 
+pub mod adam;
 pub mod artifact;
 pub mod groups;
 pub mod kernels;

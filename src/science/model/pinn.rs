@@ -2,13 +2,14 @@
 //! constants, the Poisson loss, and training (Adam, plateau halving, early stopping, seeded
 //! shuffling and validation split).
 
+use super::adam::ParallelAdamW;
 use super::groups::Groups;
 use super::network::{ce, stream_seed, NetShape, Network};
 use super::physics::{BatchOps, Physics};
 use crate::error::{Error, Result};
 use crate::science::dataset::Dataset;
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::ParamsAdamW;
 use ndarray::Array2;
 use num_complex::Complex32;
 use rand::seq::SliceRandom;
@@ -226,7 +227,7 @@ pub fn train(
     let (n_train, _) = split_sizes(m);
     let train_ids: Vec<usize> = (0..n_train).collect();
     let val_ids: Vec<usize> = (n_train..m).collect();
-    let mut opt = AdamW::new(
+    let mut opt = ParallelAdamW::new(
         model.vars(),
         ParamsAdamW {
             lr: cfg.learning_rate,
@@ -235,6 +236,7 @@ pub fn train(
             eps: 1e-7,
             weight_decay: 0.0,
         },
+        rayon::current_num_threads(),
     )
     .map_err(ce)?;
     let monitor_ids = if val_ids.is_empty() {
