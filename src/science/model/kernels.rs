@@ -71,16 +71,6 @@ fn with_data<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> 
     }
 }
 
-fn parallelism() -> gemm::Parallelism {
-    // The same choice as candle's own matmul.
-    let n = candle_core::utils::get_num_threads();
-    if n > 1 {
-        gemm::Parallelism::Rayon(n)
-    } else {
-        gemm::Parallelism::None
-    }
-}
-
 /// A raw pointer that may cross threads: for tasks that write disjoint parts of one buffer.
 /// Read it through [`SendPtr::get`] so closures capture the wrapper, not the bare pointer.
 #[derive(Clone, Copy)]
@@ -98,10 +88,20 @@ impl<T> SendPtr<T> {
     }
 }
 
-/// [`matmul_with`] threaded as candle's own matmul.
+/// Rows of `dst` per task in [`matmul_rows`].
+const ROWS_PER_TASK: usize = 2048;
+
+/// Partitions of the inner dimension in [`matmul_inner_split`].
+const INNER_PARTS: usize = 8;
+
+/// [`matmul_with`] in parallel blocks of [`ROWS_PER_TASK`] rows of `dst` (and `lhs`), one
+/// single-threaded gemm each. The im2col products are thin (N = 1-4 at the heads, K = 9 or 36
+/// at the first layer): gemm's own threading ran them on one thread, the caller's, while
+/// the pool waited. The blocks depend only on the shapes, so the results do not depend on the
+/// thread count.
 #[allow(clippy::too_many_arguments)]
-fn matmul<T: WithDType>(
-    mnk: (usize, usize, usize),
+fn matmul_rows<T: WithDType>(
+    (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     accumulate: bool,
     lhs: &[T],
@@ -109,7 +109,48 @@ fn matmul<T: WithDType>(
     rhs: &[T],
     rhs_s: (usize, usize),
 ) {
-    matmul_with(mnk, dst, accumulate, lhs, lhs_s, rhs, rhs_s, parallelism())
+    dst[..m * n]
+        .par_chunks_mut((ROWS_PER_TASK * n).max(1))
+        .enumerate()
+        .for_each(|(i, d)| {
+            let rows = d.len() / n.max(1);
+            let lhs = &lhs[i * ROWS_PER_TASK * lhs_s.0..];
+            let par = gemm::Parallelism::None;
+            matmul_with((rows, n, k), d, accumulate, lhs, lhs_s, rhs, rhs_s, par);
+        });
+}
+
+/// `dst (m x n) = lhs (m x k) rhs (k x n)` for a long inner dimension `k` (the kernel
+/// gradients of the im2col convolutions, `k` = pixels): [`INNER_PARTS`] fixed slices of `k` in
+/// parallel, one single-threaded gemm each, their products added in slice order.
+#[allow(clippy::too_many_arguments)]
+fn matmul_inner_split<T: WithDType>(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [T],
+    lhs: &[T],
+    lhs_s: (usize, usize),
+    rhs: &[T],
+    rhs_s: (usize, usize),
+) {
+    let len = k.div_ceil(INNER_PARTS).max(1);
+    let partial: Vec<Vec<T>> = (0..k.div_ceil(len))
+        .into_par_iter()
+        .map(|p| {
+            let (a, b) = (p * len, ((p + 1) * len).min(k));
+            let mut d = vec![T::zero(); m * n];
+            let (l, r) = (&lhs[a * lhs_s.1..], &rhs[a * rhs_s.0..]);
+            let par = gemm::Parallelism::None;
+            matmul_with((m, n, b - a), &mut d, false, l, lhs_s, r, rhs_s, par);
+            d
+        })
+        .collect();
+    let dst = &mut dst[..m * n];
+    dst.fill(T::zero());
+    for p in &partial {
+        for (d, v) in dst.iter_mut().zip(p) {
+            *d += *v;
+        }
+    }
 }
 
 /// `dst (m x n) = [dst +] lhs (m x k) rhs (k x n)`, each matrix given by its row and column
@@ -324,7 +365,7 @@ fn conv_fwd<T: WithDType>(
             write_from(r, bias);
         }
     });
-    matmul(
+    matmul_rows(
         (m, cout, 9 * cin),
         &mut y,
         true,
@@ -347,17 +388,18 @@ fn conv_fwd<T: WithDType>(
 
 /// The kernel of the input gradient's convolution: `wf[(8 - t) * Cout + co, ci] =
 /// w[t * Cin + ci, co]` for tap `t = ky * 3 + kx` (flipped taps, transposed channels), `(9 Cout,
-/// Cin)`.
+/// Cin)`, in parallel blocks of 16 rows (a transpose: on one thread it was a few percent of a
+/// training step's single-threaded time at `n_filters_scale` 2).
 fn flipped_kernel<T: WithDType>(w: &[T], cin: usize, cout: usize) -> Vec<T> {
-    let mut wf = vec![T::zero(); 9 * cout * cin];
-    for t in 0..9 {
-        for ci in 0..cin {
-            for co in 0..cout {
-                wf[((8 - t) * cout + co) * cin + ci] = w[(t * cin + ci) * cout + co];
+    par_filled(9 * cout * cin, 16 * cin, |i, dst| {
+        for (j, row) in dst.chunks_mut(cin).enumerate() {
+            let r = i * 16 + j;
+            let (t, co) = (8 - r / cout, r % cout);
+            for (ci, d) in row.iter_mut().enumerate() {
+                d.write(w[(t * cin + ci) * cout + co]);
             }
         }
-    }
-    wf
+    })
 }
 
 /// Local backward of [`Conv3x3`]: `(dx, dw, db)` from the input, kernel, the op's output and
@@ -430,7 +472,7 @@ fn conv_bwd<T: WithDType>(
     let mut col = im2col(x, (b, h, wd, cin));
     // dw (9 Cin x Cout) = col^T g.
     let mut dw = vec![T::zero(); k * cout];
-    matmul((k, cout, m), &mut dw, false, &col, (1, k), &g, (cout, 1));
+    matmul_inner_split((k, cout, m), &mut dw, &col, (1, k), &g, (cout, 1));
     let dx = if cout <= 2 * cin {
         // The adjoint of a stride-1 'same' 3x3 convolution is the 'same' convolution of g with
         // the flipped, transposed kernel: wf[(8 - t) * Cout + co, ci] = w[t * Cin + ci, co]
@@ -439,7 +481,7 @@ fn conv_bwd<T: WithDType>(
         let wf = flipped_kernel(w, cin, cout);
         let gcol = im2col(&g, (b, h, wd, cout));
         let mut dx = vec![T::zero(); m * cin];
-        matmul(
+        matmul_rows(
             (m, cin, 9 * cout),
             &mut dx,
             false,
@@ -452,7 +494,7 @@ fn conv_bwd<T: WithDType>(
     } else {
         // Few input channels (the first layer): dcol (M x 9 Cin) = g w^T, written over col, then
         // folded back onto the pixels; smaller than g's im2col.
-        matmul((m, k, cout), &mut col, false, &g, (cout, 1), w, (1, cout));
+        matmul_rows((m, k, cout), &mut col, false, &g, (cout, 1), w, (1, cout));
         col2im(&col, (b, h, wd, cin))
     };
     (dx, dw, db)

@@ -34,8 +34,10 @@
 //!
 //! Reproducibility: weights, shuffling and the validation split follow the seed only, so two
 //! trainings with the same seed on the same machine and thread count give identical weights
-//! (tested). Across thread counts or CPUs the matrix products may sum in another order (gemm's
-//! blocking depends on both), so weights agree only to rounding.
+//! (tested). The convolutions split their work by shape only (their results do not depend on
+//! the thread count), but candle's own matrix products in the physics layer use gemm's
+//! threading, whose blocking depends on the thread count and the CPU: across those, weights
+//! agree only to rounding.
 
 pub mod adam;
 pub mod artifact;

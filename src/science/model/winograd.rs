@@ -479,70 +479,72 @@ simd_dispatch!(
     output_tiles::<T, M, A, P>(z, bias, relu, d, rows, y)
 );
 
+/// `blocks` blocks of `n` elements, block `o` = `sum_t cf * src[b]` over `t = 0..terms` with
+/// `(cf, b) = term(o, t)` (`src[b]` the `b`-th block of `src`), added in `t` order onto zero,
+/// zero coefficients skipped when `skip_zero`; each block by one rayon task (these transforms
+/// of the kernels ran on the calling thread while the pool waited).
+fn combine<T: WithDType>(
+    blocks: usize,
+    n: usize,
+    src: &[T],
+    terms: usize,
+    skip_zero: bool,
+    term: impl Fn(usize, usize) -> (T, usize) + Sync,
+) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(blocks * n);
+    out.spare_capacity_mut()[..blocks * n]
+        .par_chunks_mut(n.max(1))
+        .enumerate()
+        .for_each(|(o, dst)| {
+            for d in dst.iter_mut() {
+                d.write(T::zero());
+            }
+            // SAFETY: every element was just written.
+            let dst = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) };
+            for t in 0..terms {
+                let (cf, b) = term(o, t);
+                if skip_zero && cf == T::zero() {
+                    continue;
+                }
+                for (d, s) in dst.iter_mut().zip(&src[b * n..][..n]) {
+                    *d += cf * *s;
+                }
+            }
+        });
+    // SAFETY: the tasks wrote all blocks * n elements (n.max(1)-sized chunks cover them).
+    unsafe { out.set_len(blocks * n) };
+    out
+}
+
 impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
     /// Kernel transform `U = G w G^T`: `w` `(9 Cin, Cout)` with row `(ky * 3 + kx) * Cin + ci`,
     /// result `[A*A][Cin][Cout]`.
     pub fn kernel<T: WithDType>(&self, w: &[T], cin: usize, cout: usize) -> Vec<T> {
         let g: [[T; 3]; A] = cast(&P::G);
         let n = cin * cout;
-        // tmp[i][kx] = sum_ky g[i][ky] w[ky][kx], then U[i][j] = sum_kx tmp[i][kx] g[j][kx];
-        // each block of n elements by one task.
-        let mut tmp = vec![T::zero(); A * 3 * n];
-        tmp.par_chunks_mut(n).enumerate().for_each(|(ik, dst)| {
+        // tmp[i][kx] = sum_ky g[i][ky] w[ky][kx], then U[i][j] = sum_kx tmp[i][kx] g[j][kx].
+        let tmp = combine(A * 3, n, w, 3, true, |ik, ky| {
             let (i, kx) = (ik / 3, ik % 3);
-            for ky in 0..3 {
-                let cf = g[i][ky];
-                if cf != T::zero() {
-                    for (d, s) in dst.iter_mut().zip(&w[(ky * 3 + kx) * n..][..n]) {
-                        *d += cf * *s;
-                    }
-                }
-            }
+            (g[i][ky], ky * 3 + kx)
         });
-        let mut u = vec![T::zero(); A * A * n];
-        u.par_chunks_mut(n).enumerate().for_each(|(ij, dst)| {
+        combine(A * A, n, &tmp, 3, true, |ij, kx| {
             let (i, j) = (ij / A, ij % A);
-            for kx in 0..3 {
-                let cf = g[j][kx];
-                if cf != T::zero() {
-                    for (d, s) in dst.iter_mut().zip(&tmp[(i * 3 + kx) * n..][..n]) {
-                        *d += cf * *s;
-                    }
-                }
-            }
-        });
-        u
+            (g[j][kx], i * 3 + kx)
+        })
     }
 
     /// The adjoint of [`Self::kernel`]: `dw = G^T dU G` in the `(9 Cin, Cout)` layout.
     fn kernel_adjoint<T: WithDType>(&self, du: &[T], cin: usize, cout: usize) -> Vec<T> {
         let g: [[T; 3]; A] = cast(&P::G);
         let n = cin * cout;
-        let mut tmp = vec![T::zero(); A * 3 * n];
-        for i in 0..A {
-            for kx in 0..3 {
-                let dst = &mut tmp[(i * 3 + kx) * n..][..n];
-                for j in 0..A {
-                    let cf = g[j][kx];
-                    for (d, s) in dst.iter_mut().zip(&du[(i * A + j) * n..][..n]) {
-                        *d += cf * *s;
-                    }
-                }
-            }
-        }
-        let mut dw = vec![T::zero(); 9 * n];
-        for ky in 0..3 {
-            for kx in 0..3 {
-                let dst = &mut dw[(ky * 3 + kx) * n..][..n];
-                for i in 0..A {
-                    let cf = g[i][ky];
-                    for (d, s) in dst.iter_mut().zip(&tmp[(i * 3 + kx) * n..][..n]) {
-                        *d += cf * *s;
-                    }
-                }
-            }
-        }
-        dw
+        let tmp = combine(A * 3, n, du, A, false, |ik, j| {
+            let (i, kx) = (ik / 3, ik % 3);
+            (g[j][kx], i * A + j)
+        });
+        combine(9, n, &tmp, A, false, |t, i| {
+            let (ky, kx) = (t / 3, t % 3);
+            (g[i][ky], i * 3 + kx)
+        })
     }
 
     /// `relu?(conv3x3_same(x, w) + bias)` for `x` `(B, H, W, Cin)` and the transformed kernel
