@@ -58,6 +58,8 @@ fn algos(only: Option<&str>) {
 }
 
 fn main() {
+    // As the training worker does (freed buffers stay in the heap: no fresh pages per layer).
+    studymake::science::model::tune_allocator();
     // `-- algos [NAME]`: only the algorithms whose name contains NAME.
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "algos") {
