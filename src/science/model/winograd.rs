@@ -112,7 +112,7 @@ pub const F2: Wino<F2Points, 2, 4> = Wino(std::marker::PhantomData);
 pub const F4: Wino<F4Points, 4, 6> = Wino(std::marker::PhantomData);
 
 /// Fills the transform-domain values of a range of tile rows.
-type ChunkFill<'a, T> = dyn Fn(std::ops::Range<usize>, &mut [MaybeUninit<T>]) + Sync + 'a;
+type ChunkFill<'a, T> = dyn Fn(std::ops::Range<usize>, &mut [&mut [MaybeUninit<T>]]) + Sync + 'a;
 
 /// NHWC dimensions `(B, H, W, C)`.
 type Dims = (usize, usize, usize, usize);
@@ -199,17 +199,6 @@ fn comb<T: WithDType, const K: usize>(
     acc
 }
 
-/// Where transform-domain value (point `p`, tile `t`) of a chunk starts: `(p * tiles + t) * c`
-/// (point-major, `[A*A][tiles][c]`) or `(t * A*A + p) * c` (tile-major, `[tiles][A*A][c]`).
-#[inline(always)]
-fn at_point<const A: usize>(tile_major: bool, tl: usize, p: usize, t: usize, c: usize) -> usize {
-    if tile_major {
-        (t * A * A + p) * c
-    } else {
-        (p * tl + t) * c
-    }
-}
-
 /// `out[i * os + oo] = sum_k bt[i][k] s[k * st + so]` for `i, k < A`: the input transform along
 /// one dimension. (Hand-factored F(4x4, 3x3) formulas, fewer operations on paper, compiled to
 /// code 2-3x slower than these coefficient loops; measured with `train_ops -- algos`.)
@@ -256,20 +245,19 @@ fn tr_grad<T: WithDType, const M: usize, const A: usize>(
     }
 }
 
-/// Input transform `V = B^T d B` of tile rows `rows` of `x` into `v` (see [`at_point`] for the
-/// layouts; tiles numbered from the first row of `rows`).
+/// Input transform `V = B^T d B` of tile rows `rows` of `x` into `v`: `v[p]` holds transform
+/// point `p` of those tiles, `[tile][c]`, tiles numbered from the first row of `rows` (so each
+/// point's values are contiguous, whether `v` splits a chunk's buffer or the whole layer's).
 #[inline(always)]
 fn input_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
     x: &[T],
     (_, h, w, c): Dims,
     rows: std::ops::Range<usize>,
-    tile_major: bool,
-    v: &mut [MaybeUninit<T>],
+    v: &mut [&mut [MaybeUninit<T>]],
 ) {
     let bt: [[T; A]; A] = cast(&P::BT);
     let bt = &bt;
     let (nty, ntx) = grid::<M>(h, w);
-    let tl = rows.len() * ntx;
     let mut d = [[T::zero(); CB]; 36];
     let mut tmp = [[T::zero(); CB]; 36];
     for r in rows.clone() {
@@ -297,9 +285,8 @@ fn input_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
                 for i in 0..A {
                     tr_in(bt, &tmp, (1, i * A), &mut d, (1, i * A));
                 }
-                for (p, vp) in d.iter().enumerate().take(A * A) {
-                    let at = at_point::<A>(tile_major, tl, p, t, c) + c0;
-                    store(&mut v[at..], vp, cb);
+                for (vp, dp) in v.iter_mut().zip(&d[..A * A]) {
+                    store(&mut vp[t * c + c0..], dp, cb);
                 }
             }
         }
@@ -307,19 +294,17 @@ fn input_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
 }
 
 /// Output-gradient transform `A g A^T` (the adjoint of the output transform) of tile rows `rows`
-/// of `g` (`(B, H, W, c)`, zero outside the image) into `m` (layout as [`input_tiles`]).
+/// of `g` (`(B, H, W, c)`, zero outside the image) into `m` (per point, as [`input_tiles`]).
 #[inline(always)]
 fn grad_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
     g: &[T],
     (_, h, w, c): Dims,
     rows: std::ops::Range<usize>,
-    tile_major: bool,
-    m: &mut [MaybeUninit<T>],
+    m: &mut [&mut [MaybeUninit<T>]],
 ) {
     let a: [[T; M]; A] = transposed(&P::AT);
     let a = &a;
     let (nty, ntx) = grid::<M>(h, w);
-    let tl = rows.len() * ntx;
     let mut d = [[T::zero(); CB]; 16];
     let mut tmp = [[T::zero(); CB]; 24];
     let mut o = [[T::zero(); CB]; 36];
@@ -348,9 +333,8 @@ fn grad_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
                 for i in 0..A {
                     tr_grad(a, &tmp, (1, i * M), &mut o, (1, i * A));
                 }
-                for (p, mp) in o.iter().enumerate().take(A * A) {
-                    let at = at_point::<A>(tile_major, tl, p, t, c) + c0;
-                    store(&mut m[at..], mp, cb);
+                for (mp, op) in m.iter_mut().zip(&o[..A * A]) {
+                    store(&mut mp[t * c + c0..], op, cb);
                 }
             }
         }
@@ -464,13 +448,13 @@ macro_rules! simd_dispatch {
 
 simd_dispatch!(
     input_tiles_d,
-    (x: &[T], d: Dims, rows: std::ops::Range<usize>, tm: bool, v: &mut [MaybeUninit<T>]),
-    input_tiles::<T, M, A, P>(x, d, rows, tm, v)
+    (x: &[T], d: Dims, rows: std::ops::Range<usize>, v: &mut [&mut [MaybeUninit<T>]]),
+    input_tiles::<T, M, A, P>(x, d, rows, v)
 );
 simd_dispatch!(
     grad_tiles_d,
-    (g: &[T], d: Dims, rows: std::ops::Range<usize>, tm: bool, m: &mut [MaybeUninit<T>]),
-    grad_tiles::<T, M, A, P>(g, d, rows, tm, m)
+    (g: &[T], d: Dims, rows: std::ops::Range<usize>, m: &mut [&mut [MaybeUninit<T>]]),
+    grad_tiles::<T, M, A, P>(g, d, rows, m)
 );
 simd_dispatch!(
     output_tiles_d,
@@ -572,7 +556,8 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
                 let tl = r.len() * ntx;
                 v.resize(A * A * tl * cin, MaybeUninit::uninit());
                 z.resize(A * A * tl * cout, T::zero());
-                input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r.clone(), false, v);
+                let mut vp: Vec<&mut [MaybeUninit<T>]> = v.chunks_mut(tl * cin).collect();
+                input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r.clone(), &mut vp);
                 // SAFETY: input_tiles wrote every point, tile and channel of the chunk.
                 let v = unsafe { assume_init(v, A * A * tl * cin) };
                 for p in 0..A * A {
@@ -616,27 +601,43 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
         let rows = b * nty;
         let tiles = rows * ntx;
         let rpc = rows_per_chunk::<T, A>(ntx, rows, cin, cout);
+        // Point-major `[A*A][tiles][c]` for the whole layer: each point's matrix is contiguous
+        // for its product below. (Tile-major `[tiles][A*A][c]` made those products read rows
+        // 36 c elements apart, a new page every row or two: 2x slower gemm at 64x64 and 32x32.)
+        let nchunks = rows.div_ceil(rpc);
         let transformed = |c: usize, f: &ChunkFill<'_, T>| {
             let n = tiles * A * A * c;
             let mut v: Vec<T> = Vec::with_capacity(n);
-            v.spare_capacity_mut()[..n]
-                .par_chunks_mut((rpc * ntx * A * A * c).max(1))
+            // Chunk ci's tiles of every point: A*A disjoint slices.
+            let mut parts: Vec<Vec<&mut [MaybeUninit<T>]>> =
+                (0..nchunks).map(|_| Vec::with_capacity(A * A)).collect();
+            for point in v.spare_capacity_mut()[..n].chunks_mut((tiles * c).max(1)) {
+                let mut rest = point;
+                for (ci, part) in parts.iter_mut().enumerate() {
+                    let chunk_tiles = (((ci + 1) * rpc).min(rows) - ci * rpc) * ntx;
+                    let (mine, others) = std::mem::take(&mut rest).split_at_mut(chunk_tiles * c);
+                    part.push(mine);
+                    rest = others;
+                }
+            }
+            parts
+                .into_par_iter()
                 .enumerate()
-                .for_each(|(ci, dst)| f(ci * rpc..((ci + 1) * rpc).min(rows), dst));
-            // SAFETY: the chunks cover all tile rows, and the transforms write every
-            // point, tile and channel of theirs.
+                .for_each(|(ci, mut dst)| f(ci * rpc..((ci + 1) * rpc).min(rows), &mut dst));
+            // SAFETY: the chunks cover all tile rows of every point, and the transforms write
+            // every tile and channel of theirs.
             unsafe { v.set_len(n) };
             v
         };
         let (v, m) = rayon::join(
             || {
                 transformed(cin, &|r, dst| {
-                    input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r, true, dst)
+                    input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r, dst)
                 })
             },
             || {
                 transformed(cout, &|r, dst| {
-                    grad_tiles_d::<T, M, A, P>(g, (b, h, w, cout), r, true, dst)
+                    grad_tiles_d::<T, M, A, P>(g, (b, h, w, cout), r, dst)
                 })
             },
         );
@@ -647,10 +648,10 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
                 (cin, cout, tiles),
                 dst,
                 false,
-                &v[q * cin..],
-                (1, A * A * cin),
-                &m[q * cout..],
-                (A * A * cout, 1),
+                &v[q * tiles * cin..],
+                (1, cin),
+                &m[q * tiles * cout..],
+                (cout, 1),
                 gemm::Parallelism::None,
             );
         });
