@@ -18,18 +18,18 @@
 //! the last decoder block, max pooling sends the gradient to the first maximum of each window.
 //!
 //! Cost (measured with `bench/train.sh`, N = 64, batch 16, 2 threads, on a 2-core machine
-//! shared with other jobs, so CPU time is the better guide; see bench/README.md): with the
-//! Winograd convolutions of [`winograd`], one training step (forward, backward, Adam) costs
-//! about 0.24-0.37 CPU-seconds per batch for gridsize 1 and 0.38-0.49 for gridsize 2 at
-//! `n_filters_scale` 1, 0.69-0.93 and 0.84-1.03 at 2 (im2col + gemm in the same session:
-//! 0.44, 0.60-0.65, 1.19-1.43, 1.20-1.42); peak RSS 0.2-0.5 GiB. About 40% of it is gemm
-//! (AVX-512 where the CPU has it), a third the Winograd transforms, the rest candle's
-//! element-wise passes, pooling and Adam.
+//! whose speed drifts by 30-40%; see bench/README.md): one training step (forward, backward,
+//! Adam) costs about 0.24-0.26 CPU-seconds per batch at gridsize 1 and 0.29-0.34 at gridsize 2
+//! with `n_filters_scale` 1, 0.59-0.65 and 0.68-0.77 at 2 (111-121, 73-87, 46-51 and 37-41
+//! groups/s); peak RSS 0.15-0.37 GiB. About 55% of it is gemm (the Winograd products,
+//! AVX-512 where the CPU has it), a sixth the Winograd transforms; the thread that drives
+//! candle's autodiff is busy alone for about 3% of it (see [`adam`] and vendor/README.md for
+//! how that was brought down).
 //!
 //! Profiles (at `n_filters_scale` 1): quick (512 patterns, 5 epochs) and default (1024
 //! patterns, 15 epochs); see bench/README.md for measured times per model. The reference size
-//! (5000 images, 50 epochs, `n_filters_scale` 2) is about 300 batches x 0.6 s x 50 = 2.5 hours
-//! per model on 2 idle cores; this is GPU work. The code runs on candle's CPU device only (no
+//! (5000 images, 50 epochs, `n_filters_scale` 2) is about 300 batches x 0.33 s x 50 = 1.4 hours
+//! per model on 2 cores; this is GPU work. The code runs on candle's CPU device only (no
 //! `cuda` feature is declared: the tensors are created on `Device::Cpu` throughout).
 //!
 //! Reproducibility: weights, shuffling and the validation split follow the seed only, so two
