@@ -891,6 +891,59 @@ mod tests {
         }
     }
 
+    /// The tournament picks the first maximum of every window, ties included (all 4^4 windows
+    /// of values 0-3), as the scan it replaced.
+    #[test]
+    fn pool_winner_is_the_first_maximum() {
+        for code in 0..256usize {
+            let v: [f64; 4] = std::array::from_fn(|k| ((code >> (2 * k)) & 3) as f64);
+            let mut first = 0;
+            for k in 1..4 {
+                if v[k] > v[first] {
+                    first = k;
+                }
+            }
+            assert_eq!(pool_winner(v), first, "window {v:?}");
+        }
+    }
+
+    /// The masked ReLU equals the select `if r > 0 { v } else { 0 }` bit for bit for f32 and f64
+    /// (zeros of either sign, NaN and infinities in `r`), and in the generic path.
+    #[test]
+    fn keep_where_positive_equals_the_select() {
+        fn check<T: WithDType>(r: &[T], v: &[T]) {
+            let mut d = vec![MaybeUninit::<T>::uninit(); r.len()];
+            keep_where_positive(r, v, &mut d);
+            for ((d, r), v) in d.iter().zip(r).zip(v) {
+                // SAFETY: keep_where_positive wrote every element.
+                let d = unsafe { d.assume_init() };
+                let want = if *r > T::zero() { *v } else { T::zero() };
+                assert!(
+                    d.to_f64().to_bits() == want.to_f64().to_bits(),
+                    "{r} {v}: {d}"
+                );
+            }
+        }
+        let r = [
+            1.5,
+            -2.0,
+            0.0,
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e-300,
+        ];
+        let v = [-3.0, 4.0, 5.0, 6.0, 7.0, -0.0, 8.0, 9.0];
+        check::<f64>(&r, &v);
+        let (r32, v32): (Vec<f32>, Vec<f32>) = (
+            r.iter().map(|&x| x as f32).collect(),
+            v.iter().map(|&x| x as f32).collect(),
+        );
+        check::<f32>(&r32, &v32);
+        check::<i64>(&[3, -1, 0, 7], &[1, 2, 3, -4]);
+    }
+
     #[test]
     fn conv3x3_forward_and_gradients_match_candle_autodiff() {
         // (Cin, Cout) = (3, 4) takes the flipped-kernel input gradient, (1, 5) the col2im one.
