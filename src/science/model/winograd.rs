@@ -16,9 +16,9 @@
 //! Transform-domain arrays are `[point][tile][channel]`, point `xi = i * A + j`.
 //!
 //! Determinism: every output pixel is written by one task; sums run over fixed index orders
-//! (transform rows in index order, zero coefficients skipped); chunks and the kernel-gradient
-//! partitions depend only on the shapes; each gemm is single-threaded; the partial kernel
-//! gradients are added in partition order. So results do not depend on the thread count. The
+//! (transform rows in index order, zero coefficients skipped); chunks depend only on the
+//! shapes; each gemm is single-threaded (the kernel gradient: one product per transform point
+//! over all tiles). So results do not depend on the thread count. The
 //! channel loops are the same scalar code compiled with and without AVX2 / AVX-512 (selected
 //! at run time); Rust never contracts `a * b + c` into an FMA, so every path gives the same
 //! bits. The transform matrices are compile-time constants ([`Points`]), so the compiler drops
