@@ -198,7 +198,7 @@ pub(super) fn matmul_with<T: WithDType>(
 
 /// A vector of `n` elements filled by `fill`, which gets disjoint chunks of `chunk` elements
 /// (the index of the chunk and the chunk) in parallel and must write every element.
-fn par_filled<T: Send>(
+pub(super) fn par_filled<T: Send>(
     n: usize,
     chunk: usize,
     fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync + Send,

@@ -25,7 +25,7 @@
 //! the zero terms and the multiplications by +-1 (exact, so the bits are those of the same
 //! loops with the coefficients read at run time).
 
-use super::kernels::{matmul_with, write_from, SendPtr};
+use super::kernels::{matmul_with, par_filled, write_from, SendPtr};
 use candle_core::WithDType;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -475,29 +475,22 @@ fn combine<T: WithDType>(
     skip_zero: bool,
     term: impl Fn(usize, usize) -> (T, usize) + Sync,
 ) -> Vec<T> {
-    let mut out: Vec<T> = Vec::with_capacity(blocks * n);
-    out.spare_capacity_mut()[..blocks * n]
-        .par_chunks_mut(n.max(1))
-        .enumerate()
-        .for_each(|(o, dst)| {
-            for d in dst.iter_mut() {
-                d.write(T::zero());
+    par_filled(blocks * n, n, |o, dst| {
+        for d in dst.iter_mut() {
+            d.write(T::zero());
+        }
+        // SAFETY: every element was just written; MaybeUninit<T> has T's layout.
+        let dst = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) };
+        for t in 0..terms {
+            let (cf, b) = term(o, t);
+            if skip_zero && cf == T::zero() {
+                continue;
             }
-            // SAFETY: every element was just written.
-            let dst = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) };
-            for t in 0..terms {
-                let (cf, b) = term(o, t);
-                if skip_zero && cf == T::zero() {
-                    continue;
-                }
-                for (d, s) in dst.iter_mut().zip(&src[b * n..][..n]) {
-                    *d += cf * *s;
-                }
+            for (d, s) in dst.iter_mut().zip(&src[b * n..][..n]) {
+                *d += cf * *s;
             }
-        });
-    // SAFETY: the tasks wrote all blocks * n elements (n.max(1)-sized chunks cover them).
-    unsafe { out.set_len(blocks * n) };
-    out
+        }
+    })
 }
 
 impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
