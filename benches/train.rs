@@ -4,13 +4,12 @@
 
 mod common;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::ParamsAdamW;
 use common::{cpu_seconds, numeric_args};
 use ndarray::Array2;
 use num_complex::Complex32;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
-use studymake::science::model::adam::ParallelAdamW;
+use studymake::science::model::adam::{keras_params, ParallelAdamW};
 use studymake::science::model::network::ConvAlgo;
 use studymake::science::model::Pinn;
 
@@ -68,18 +67,7 @@ fn main() {
     } else {
         rayon::current_num_threads()
     };
-    let mut opt = ParallelAdamW::new(
-        model.vars(),
-        ParamsAdamW {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-7,
-            weight_decay: 0.0,
-        },
-        adam_groups,
-    )
-    .expect("adam");
+    let mut opt = ParallelAdamW::new(model.vars(), keras_params(1e-3), adam_groups).expect("adam");
     let (mut t_ops, mut t_fwd, mut t_bwd, mut t_opt) = (0.0, 0.0, 0.0, 0.0);
     let mut cpu0 = 0.0;
     // one warm-up step

@@ -13,6 +13,17 @@ use candle_core::{Result, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rayon::prelude::*;
 
+/// Keras' Adam (reference 7.4): beta 0.9 / 0.999, epsilon 1e-7, no weight decay.
+pub fn keras_params(lr: f64) -> ParamsAdamW {
+    ParamsAdamW {
+        lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-7,
+        weight_decay: 0.0,
+    }
+}
+
 /// candle-nn's AdamW over `vars`, stepped in parallel groups.
 pub struct ParallelAdamW {
     groups: Vec<AdamW>,
@@ -66,13 +77,7 @@ mod tests {
     fn grouped_steps_equal_one_adamw_bit_for_bit() {
         let dev = Device::Cpu;
         let shapes: [&[usize]; 5] = [&[7, 5], &[64], &[3, 3, 4], &[1], &[300]];
-        let params = ParamsAdamW {
-            lr: 1e-2,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-7,
-            weight_decay: 0.0,
-        };
+        let params = keras_params(1e-2);
         let make = || -> Vec<Var> {
             shapes
                 .iter()

@@ -2,14 +2,13 @@
 //! constants, the Poisson loss, and training (Adam, plateau halving, early stopping, seeded
 //! shuffling and validation split).
 
-use super::adam::ParallelAdamW;
+use super::adam::{keras_params, ParallelAdamW};
 use super::groups::Groups;
 use super::network::{ce, stream_seed, NetShape, Network};
 use super::physics::{BatchOps, Physics};
 use crate::error::{Error, Result};
 use crate::science::dataset::Dataset;
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::ParamsAdamW;
 use ndarray::Array2;
 use num_complex::Complex32;
 use rand::seq::SliceRandom;
@@ -229,13 +228,7 @@ pub fn train(
     let val_ids: Vec<usize> = (n_train..m).collect();
     let mut opt = ParallelAdamW::new(
         model.vars(),
-        ParamsAdamW {
-            lr: cfg.learning_rate,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-7,
-            weight_decay: 0.0,
-        },
+        keras_params(cfg.learning_rate),
         rayon::current_num_threads(),
     )
     .map_err(ce)?;
