@@ -4,7 +4,6 @@
 # threads (default 2). Prints groups/s, a per-stage breakdown, CPU time and peak RSS per case.
 # BENCH_CONV=im2col runs every convolution by im2col + gemm (the algorithm before Winograd) in
 # the same binary, for a same-session comparison.
-# BENCH_ADAM=serial steps one candle AdamW over all parameters instead of ParallelAdamW's groups.
 # Usage: bench/train.sh [batches per case, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -9,7 +9,7 @@ use ndarray::Array2;
 use num_complex::Complex32;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
-use studymake::science::model::adam::{keras_params, ParallelAdamW};
+use studymake::science::model::adam::{keras_params, FusedAdamW};
 use studymake::science::model::network::ConvAlgo;
 use studymake::science::model::Pinn;
 
@@ -61,13 +61,7 @@ fn main() {
                 .collect()
         })
         .collect();
-    // BENCH_ADAM=serial steps one AdamW over all parameters (as before ParallelAdamW).
-    let adam_groups = if std::env::var("BENCH_ADAM").as_deref() == Ok("serial") {
-        1
-    } else {
-        rayon::current_num_threads()
-    };
-    let mut opt = ParallelAdamW::new(model.vars(), keras_params(1e-3), adam_groups).expect("adam");
+    let mut opt = FusedAdamW::new(model.vars(), keras_params(1e-3)).expect("adam");
     let (mut t_ops, mut t_fwd, mut t_bwd, mut t_opt) = (0.0, 0.0, 0.0, 0.0);
     let mut cpu0 = 0.0;
     // one warm-up step

@@ -2,7 +2,7 @@
 //! constants, the Poisson loss, and training (Adam, plateau halving, early stopping, seeded
 //! shuffling and validation split).
 
-use super::adam::{keras_params, ParallelAdamW};
+use super::adam::{keras_params, FusedAdamW};
 use super::groups::Groups;
 use super::network::{ce, stream_seed, NetShape, Network};
 use super::physics::{BatchOps, Physics};
@@ -226,12 +226,7 @@ pub fn train(
     let (n_train, _) = split_sizes(m);
     let train_ids: Vec<usize> = (0..n_train).collect();
     let val_ids: Vec<usize> = (n_train..m).collect();
-    let mut opt = ParallelAdamW::new(
-        model.vars(),
-        keras_params(cfg.learning_rate),
-        rayon::current_num_threads(),
-    )
-    .map_err(ce)?;
+    let mut opt = FusedAdamW::new(model.vars(), keras_params(cfg.learning_rate)).map_err(ce)?;
     let monitor_ids = if val_ids.is_empty() {
         &train_ids
     } else {
