@@ -121,7 +121,8 @@ impl Builtins {
                     // v4: the phase head's initial kernel is 0.3x Glorot (a quiet initial phase).
                     // v5: the im2col layers' products run in fixed row blocks and their kernel
                     // gradients in fixed slices of the pixels (other rounding, any thread count).
-                    version: 5,
+                    // v6: the heads are direct convolutions (other rounding in the heads).
+                    version: 6,
                     params: vec![
                         p("gridsize", None, "patterns per group side (C = gridsize^2)"),
                         p("seed", None, "weights, shuffling and validation split seed"),

@@ -41,6 +41,7 @@
 
 pub mod adam;
 pub mod artifact;
+pub mod direct;
 pub mod groups;
 pub mod kernels;
 pub mod network;
