@@ -4,6 +4,7 @@
 mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::cpu_seconds;
+use rayon::prelude::*;
 use std::time::Instant;
 use studymake::science::model::kernels::{conv3x3_with, ConvAlgo};
 use studymake::science::model::network::{conv3x3, max_pool2, upsample2};
@@ -57,11 +58,135 @@ fn algos(only: Option<&str>) {
     }
 }
 
+/// The Winograd F(4x4, 3x3) parts of one layer's training step, each timed alone: the
+/// convolution (the forward pass; the input gradient is the same call on the output gradient)
+/// and the kernel gradient. `cargo bench --bench train_ops -- wino`.
+fn wino() {
+    use studymake::science::model::winograd::F4;
+    for (hw, cin, cout) in [
+        (64, 64, 64),
+        (32, 64, 128),
+        (32, 128, 128),
+        (16, 128, 256),
+        (16, 256, 256),
+        (8, 256, 128),
+    ] {
+        let b = 16;
+        let x: Vec<f32> = (0..b * hw * hw * cin)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let g: Vec<f32> = (0..b * hw * hw * cout)
+            .map(|i| ((i * 104729) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let w: Vec<f32> = (0..9 * cin * cout)
+            .map(|i| ((i * 31) % 100) as f32 / 1000.0 - 0.05)
+            .collect();
+        let bias = vec![0f32; cout];
+        let u = F4.kernel(&w, cin, cout);
+        // Direct-convolution FLOPs of one pass, for an equivalent rate.
+        let gflop = 2.0 * (b * hw * hw * 9 * cin * cout) as f64 / 1e9;
+        let label = format!("{hw}x{hw} {cin}->{cout}");
+        time(&format!("{label} kernel transform"), 5, || {
+            let _ = F4.kernel(&w, cin, cout);
+        });
+        // The forward pass's products alone: per chunk of 32 tiles, 36 single-threaded gemms
+        // (32 x Cin) (Cin x Cout), on two threads, all buffers cache-warm.
+        {
+            let tl = 32;
+            let chunks = b * (hw / 4) * (hw / 4) / tl;
+            let v = vec![0.5f32; 36 * tl * cin];
+            let t = Instant::now();
+            (0..chunks).into_par_iter().for_each_init(
+                || vec![0f32; 36 * tl * cout],
+                |z, _| {
+                    for p in 0..36 {
+                        unsafe {
+                            gemm::gemm(
+                                tl,
+                                cout,
+                                cin,
+                                z[p * tl * cout..].as_mut_ptr(),
+                                1,
+                                cout as isize,
+                                false,
+                                v[p * tl * cin..].as_ptr(),
+                                1,
+                                cin as isize,
+                                u[p * cin * cout..].as_ptr(),
+                                1,
+                                cout as isize,
+                                0.0,
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            )
+                        }
+                    }
+                },
+            );
+            let dt = t.elapsed().as_secs_f64();
+            let fl = 2.0 * (chunks * 36 * tl * cin * cout) as f64 / 1e9;
+            println!(
+                "{label}: products alone {:.2} ms, {:.0} GFLOP/s (2 threads)",
+                1e3 * dt,
+                fl / dt
+            );
+        }
+        let t = Instant::now();
+        let reps = 5;
+        for _ in 0..reps {
+            let _ = F4.conv(&x, &u, &bias, (b, hw, hw, cin), cout, true);
+        }
+        let conv = t.elapsed().as_secs_f64() / reps as f64;
+        let t = Instant::now();
+        for _ in 0..reps {
+            let _ = F4.kernel_grad(&x, &g, (b, hw, hw, cin), cout);
+        }
+        let kg = t.elapsed().as_secs_f64() / reps as f64;
+        println!(
+            "{label}: conv {:.2} ms ({:.0} GFLOP/s direct-equivalent), kernel grad {:.2} ms ({:.0})",
+            1e3 * conv,
+            gflop / conv,
+            1e3 * kg,
+            gflop / kg
+        );
+    }
+}
+
+/// The thin layers (first layer and heads at `n_filters_scale` 2, gridsize 1 and 2), forward +
+/// backward, by im2col and by the direct convolution. `cargo bench --bench train_ops -- thin`.
+fn thin() {
+    let dev = Device::Cpu;
+    for (hw, cin, cout) in [(64, 1, 64), (64, 4, 64), (32, 64, 1), (32, 64, 4)] {
+        let x = Var::randn(0f32, 1f32, (16, hw, hw, cin), &dev).unwrap();
+        let w = Var::randn(0f32, 0.05f32, (9 * cin, cout), &dev).unwrap();
+        let b = Var::zeros(cout, DType::F32, &dev).unwrap();
+        for algo in [ConvAlgo::Im2col, ConvAlgo::Direct] {
+            time(
+                &format!("{hw}x{hw} {cin}->{cout} {algo:?} fwd+bwd"),
+                10,
+                || {
+                    let y = conv3x3_with(&x, &w, &b, true, algo).unwrap();
+                    let _ = y.sum_all().unwrap().backward().unwrap();
+                },
+            );
+        }
+    }
+}
+
 fn main() {
     // As the training worker does (freed buffers stay in the heap: no fresh pages per layer).
     studymake::science::model::tune_allocator();
     // `-- algos [NAME]`: only the algorithms whose name contains NAME.
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "thin") {
+        return thin();
+    }
+    if args.iter().any(|a| a == "wino") {
+        return wino();
+    }
     if let Some(i) = args.iter().position(|a| a == "algos") {
         return algos(args.get(i + 1).map(|s| s.as_str()));
     }
