@@ -10,6 +10,10 @@ ImageProjectiveTransformV3 (bilinear, zero fill; what tfa's `translate` runs), n
 coverage + 0.001, re-extracted, multiplied by the probe, `|fftshift(fft2d)| / N`, times
 exp(log_scale), and the Poisson NLL `mean(lambda - y ln(lambda + 1e-7))`.
 
+The training step is a graph-mode `tf.function`, as Keras' `fit` runs it. Not XLA: with
+`jit_compile=True` TensorFlow 2.18 refuses the step (ImageProjectiveTransformV3 has no XLA
+kernel), so Keras 3's automatic XLA would fall back to graph mode for PtychoPINN's model too.
+
 Usage: python3 bench/train_tf.py GRIDSIZE N_FILTERS_SCALE BATCHES
 Prints one line in the Rust bench's format ("... X groups/s ...; peak RSS Y MiB").
 """

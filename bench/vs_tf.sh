@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Training throughput of studymake's PINN against TensorFlow's (bench/train_tf.py: the same
 # network, physics and loss as PtychoPINN trains them, in Keras on TensorFlow's oneDNN CPU
-# kernels), measured in the same run: for each case the two run in turn, ROUNDS times, and the
-# medians and their ratio are printed. This VM's speed drifts by 30-40% within minutes, so only
+# kernels), measured in the same run: for each case the two run in turn, ROUNDS times; printed
+# are both medians and the median of the per-round ratios (studymake / TensorFlow; the two runs
+# of a round are seconds apart). This VM's speed drifts by 30-40% within minutes, so only
 # back-to-back runs compare.
 #
 # Usage: bench/vs_tf.sh [ROUNDS, default 3] [BATCHES, default 8] [CASES, default "1:1 1:2 2:1 2:2"]
@@ -32,7 +33,7 @@ for line in sys.stdin:
         print(m["executable"])')
 fi
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-echo "case | studymake groups/s | TensorFlow $tf_version groups/s | ratio (medians)"
+echo "case | studymake groups/s | TensorFlow $tf_version groups/s | median of per-round ratios"
 for c in $cases; do
   gs="${c%%:*}"
   f="${c##*:}"
@@ -40,6 +41,7 @@ for c in $cases; do
   theirs=""
   rss_ours=""
   rss_theirs=""
+  ratios=""
   for _ in $(seq "$rounds"); do
     line=$("$bin" --bench "$gs" "$f" "$batches" 2>/dev/null | grep groups/s)
     ours="$ours $(grep -o '[0-9.]* groups/s' <<<"$line" | cut -d' ' -f1)"
@@ -47,10 +49,11 @@ for c in $cases; do
     line=$("$venv/bin/python" bench/train_tf.py "$gs" "$f" "$batches" 2>/dev/null | grep groups/s)
     theirs="$theirs $(grep -o '[0-9.]* groups/s' <<<"$line" | cut -d' ' -f1)"
     rss_theirs=$(grep -o 'peak RSS [0-9]*' <<<"$line" | cut -d' ' -f3)
+    ratios="$ratios $(awk -v a="${ours##* }" -v b="${theirs##* }" 'BEGIN {printf "%.3f", a / b}')"
   done
   mo=$(median <<<"$ours")
   mt=$(median <<<"$theirs")
-  ratio=$(awk -v a="$mo" -v b="$mt" 'BEGIN {printf "%.2f", a / b}')
-  echo "gridsize $gs scale $f | $ours (median $mo; peak RSS $rss_ours MiB) |$theirs (median $mt; peak RSS $rss_theirs MiB) | ${ratio}x"
+  ratio=$(median <<<"$ratios")
+  echo "gridsize $gs scale $f | $ours (median $mo; peak RSS $rss_ours MiB) |$theirs (median $mt; peak RSS $rss_theirs MiB) | ${ratio}x (rounds:$ratios)"
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

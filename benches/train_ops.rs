@@ -164,6 +164,9 @@ fn thin() {
         let w = Var::randn(0f32, 0.05f32, (9 * cin, cout), &dev).unwrap();
         let b = Var::zeros(cout, DType::F32, &dev).unwrap();
         for algo in [ConvAlgo::Im2col, ConvAlgo::Direct] {
+            time(&format!("{hw}x{hw} {cin}->{cout} {algo:?} fwd"), 10, || {
+                let _ = conv3x3_with(&x, &w, &b, true, algo).unwrap();
+            });
             time(
                 &format!("{hw}x{hw} {cin}->{cout} {algo:?} fwd+bwd"),
                 10,
