@@ -1043,6 +1043,7 @@ mod tests {
             (8, 8, 17, 20),
             (5, 6, 16, 1),
             (1, 3, 2, 2),
+            (24, 20, 3, 2),
             (6, 5, 37, 3),
             (4, 4, 32, 1),
         ] {
@@ -1093,12 +1094,23 @@ mod tests {
     /// the transforms' coefficients up to 8 for F4), and bit-for-bit equal on 1 and 3 threads.
     #[test]
     fn winograd_f32_is_accurate_and_independent_of_threads() {
+        // The second shape has many tiles per weight: its kernel gradient is summed chunk by
+        // chunk in fixed partial sums (winograd::Wino::kernel_grad_chunked).
+        for (shape, cout) in [([3, 12, 10, 24], 32), ([4, 40, 36, 5], 6)] {
+            f32_conv_against_f64(shape, cout);
+        }
+    }
+
+    fn f32_conv_against_f64(shape: [usize; 4], cout: usize) {
+        let cin = shape[3];
         let (x, w, b) = (
-            rand_var(&[3, 12, 10, 24], 61),
-            rand_var(&[9 * 24, 32], 62),
-            rand_var(&[32], 63),
+            rand_var(&shape, 61),
+            rand_var(&[9 * cin, cout], 62),
+            rand_var(&[cout], 63),
         );
-        let r = rand_var(&[3, 12, 10, 32], 64).as_tensor().clone();
+        let r = rand_var(&[shape[0], shape[1], shape[2], cout], 64)
+            .as_tensor()
+            .clone();
         let want = conv_and_grads(&x, &w, &b, &r, true, ConvAlgo::Im2col);
         let f32v = |v: &Var| Var::from_tensor(&v.to_dtype(DType::F32).unwrap()).unwrap();
         let (x32, w32, b32, r32) = (
@@ -1125,14 +1137,15 @@ mod tests {
                 assert_eq!(
                     flat(a),
                     flat(c),
-                    "{algo:?} output {k}: 1 and 3 threads differ"
+                    "{algo:?} {shape:?} output {k}: 1 and 3 threads differ"
                 );
                 let a64 = a.to_dtype(DType::F64).unwrap();
                 let scale = max_abs_diff(e, &e.zeros_like().unwrap()).max(1.0);
                 let d = max_abs_diff(&a64, e);
                 assert!(
                     d <= tol * scale,
-                    "{algo:?} output {k}: f32 differs from f64 im2col by {d} (scale {scale})"
+                    "{algo:?} {shape:?} output {k}: f32 differs from f64 im2col by {d} (scale \
+                     {scale})"
                 );
             }
         }

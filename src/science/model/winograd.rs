@@ -36,6 +36,15 @@ const CB: usize = 16;
 /// Bytes of transformed input plus output per chunk (the L2 is 2 MiB per core here).
 const CHUNK_BYTES: usize = 768 << 10;
 
+/// Tiles per chunk of [`Wino::kernel_grad_chunked`] (at least; whole tile rows): 64 tiles
+/// of 64 + 64 channels are 1.2 MB of transform-domain data, within L2, and give the products
+/// a 64-long inner dimension.
+const KG_CHUNK_TILES: usize = 64;
+
+/// Partial sums of [`Wino::kernel_grad_chunked`] (fixed, so the result does not depend on the
+/// thread count).
+const KG_PARTS: usize = 8;
+
 /// The fewest tiles per chunk (see [`rows_per_chunk`]).
 const MIN_CHUNK_TILES: usize = 32;
 
@@ -580,10 +589,97 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
     }
 
     /// The kernel gradient of the convolution `x` `(B, H, W, Cin)` -> `(B, H, W, Cout)` given the
-    /// gradient `g` of its pre-activation output, in the `(9 Cin, Cout)` layout: the transformed
-    /// input `V` and output gradient `A g A^T` of all tiles (tile-major), then per point one
-    /// product `V^T (A g A^T)` summed over every tile, then `G^T dU G`.
+    /// gradient `g` of its pre-activation output, in the `(9 Cin, Cout)` layout: per transform
+    /// point the product `V^T (A g A^T)` of the transformed input and output gradient summed
+    /// over every tile, then `G^T dU G`. Layers with many tiles per weight (the 64x64 and
+    /// 32x32 ones) sum it chunk by chunk ([`Self::kernel_grad_chunked`]); the others transform
+    /// the whole layer first ([`Self::kernel_grad_whole`]).
     pub fn kernel_grad<T: WithDType>(
+        &self,
+        x: &[T],
+        g: &[T],
+        (b, h, w, cin): Dims,
+        cout: usize,
+    ) -> Vec<T> {
+        let (nty, ntx) = grid::<M>(h, w);
+        let tiles = b * nty * ntx;
+        // The chunked sums keep KG_PARTS partial dU, the whole-layer transforms every tile's
+        // transformed input and output gradient: take the smaller.
+        if KG_PARTS * cin * cout < tiles * (cin + cout) {
+            self.kernel_grad_chunked(x, g, (b, h, w, cin), cout)
+        } else {
+            self.kernel_grad_whole(x, g, (b, h, w, cin), cout)
+        }
+    }
+
+    /// [`Self::kernel_grad`] a chunk of [`KG_CHUNK_TILES`] tiles at a time: the chunk's
+    /// transformed input and output gradient (a few hundred KiB, in L2) and at once its 36
+    /// products added onto a partial dU. The chunks are split into [`KG_PARTS`] fixed runs of
+    /// consecutive chunks, one partial dU each (in parallel), added in order: the result does
+    /// not depend on the thread count. (Transforming the whole layer first wrote and read back
+    /// 75 MB per step at 64x64 and 64 channels.)
+    fn kernel_grad_chunked<T: WithDType>(
+        &self,
+        x: &[T],
+        g: &[T],
+        (b, h, w, cin): Dims,
+        cout: usize,
+    ) -> Vec<T> {
+        let (nty, ntx) = grid::<M>(h, w);
+        let rows = b * nty;
+        let rpc = KG_CHUNK_TILES.div_ceil(ntx).clamp(1, rows.max(1));
+        let nchunks = rows.div_ceil(rpc);
+        let per_part = nchunks.div_ceil(KG_PARTS).max(1);
+        let n = cin * cout;
+        let partial: Vec<Vec<T>> = (0..nchunks.div_ceil(per_part))
+            .into_par_iter()
+            .map(|part| {
+                let mut du = vec![T::zero(); A * A * n];
+                let (mut v, mut m) = (Vec::<MaybeUninit<T>>::new(), Vec::<MaybeUninit<T>>::new());
+                for ci in part * per_part..((part + 1) * per_part).min(nchunks) {
+                    let r = ci * rpc..((ci + 1) * rpc).min(rows);
+                    let tl = r.len() * ntx;
+                    v.resize(A * A * tl * cin, MaybeUninit::uninit());
+                    m.resize(A * A * tl * cout, MaybeUninit::uninit());
+                    let mut vp: Vec<&mut [MaybeUninit<T>]> = v.chunks_mut(tl * cin).collect();
+                    input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r.clone(), &mut vp);
+                    let mut mp: Vec<&mut [MaybeUninit<T>]> = m.chunks_mut(tl * cout).collect();
+                    grad_tiles_d::<T, M, A, P>(g, (b, h, w, cout), r, &mut mp);
+                    // SAFETY: the transforms wrote every point, tile and channel of the chunk.
+                    let (vs, ms) = unsafe {
+                        (
+                            assume_init(&v, A * A * tl * cin),
+                            assume_init(&m, A * A * tl * cout),
+                        )
+                    };
+                    for (q, dst) in du.chunks_mut(n).enumerate() {
+                        matmul_with(
+                            (cin, cout, tl),
+                            dst,
+                            true,
+                            &vs[q * tl * cin..],
+                            (1, cin),
+                            &ms[q * tl * cout..],
+                            (cout, 1),
+                            gemm::Parallelism::None,
+                        );
+                    }
+                }
+                du
+            })
+            .collect();
+        let mut du = vec![T::zero(); A * A * n];
+        for p in &partial {
+            for (d, v) in du.iter_mut().zip(p) {
+                *d += *v;
+            }
+        }
+        self.kernel_adjoint(&du, cin, cout)
+    }
+
+    /// [`Self::kernel_grad`] with the transformed input and output gradient of all tiles
+    /// first (point-major), then per point one product over every tile.
+    fn kernel_grad_whole<T: WithDType>(
         &self,
         x: &[T],
         g: &[T],
