@@ -456,30 +456,39 @@ fn conv_bwd<T: WithDType>(
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let m = b * h * wd;
     let k = 9 * cin;
-    // Gradient before the ReLU: zero where the output was clipped (TensorFlow's convention:
-    // the derivative at 0 is 0).
-    let g: Cow<[T]> = if relu {
-        Cow::Owned(par_filled(m * cout, 1 << 14, |i, dst| {
-            let at = i << 14;
-            keep_where_positive(&res[at..][..dst.len()], &grad[at..][..dst.len()], dst);
-        }))
-    } else {
-        Cow::Borrowed(grad)
-    };
     // db: partial sums over fixed blocks of DB_ROWS pixels (in parallel), added in block order.
     const DB_ROWS: usize = 512;
-    let partial: Vec<Vec<T>> = g
-        .par_chunks(DB_ROWS * cout)
-        .map(|c| {
-            let mut acc = vec![T::zero(); cout];
-            for r in c.chunks(cout) {
-                for (a, v) in acc.iter_mut().zip(r) {
-                    *a += *v;
-                }
+    let block_sum = |c: &[T]| {
+        let mut acc = vec![T::zero(); cout];
+        for r in c.chunks(cout) {
+            for (a, v) in acc.iter_mut().zip(r) {
+                *a += *v;
             }
-            acc
-        })
-        .collect();
+        }
+        acc
+    };
+    // Gradient before the ReLU: zero where the output was clipped (TensorFlow's convention:
+    // the derivative at 0 is 0); each block's db partial sum taken while it is in cache.
+    let (g, partial): (Cow<[T]>, Vec<Vec<T>>) = if relu {
+        let block = (DB_ROWS * cout).max(1);
+        let mut gv: Vec<T> = Vec::with_capacity(m * cout);
+        let partial = gv.spare_capacity_mut()[..m * cout]
+            .par_chunks_mut(block)
+            .zip(res.par_chunks(block).zip(grad.par_chunks(block)))
+            .map(|(dst, (r, v))| {
+                keep_where_positive(r, v, dst);
+                // SAFETY: keep_where_positive wrote every element of dst; MaybeUninit<T> has
+                // T's layout.
+                block_sum(unsafe { &*(dst as *const [MaybeUninit<T>] as *const [T]) })
+            })
+            .collect();
+        // SAFETY: the blocks cover all m * cout elements and each was written above.
+        unsafe { gv.set_len(m * cout) };
+        (Cow::Owned(gv), partial)
+    } else {
+        let partial = grad.par_chunks(DB_ROWS * cout).map(block_sum).collect();
+        (Cow::Borrowed(grad), partial)
+    };
     let mut db = vec![T::zero(); cout];
     for p in &partial {
         for (a, v) in db.iter_mut().zip(p) {
