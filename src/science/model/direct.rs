@@ -22,7 +22,7 @@
 //! order. Results do not depend on the thread count. Rust never contracts `a * b + c` into an
 //! FMA, so the vectorised and scalar code give the same bits.
 
-use super::kernels::par_filled;
+use super::kernels::{par_filled, sum_in_order};
 use candle_core::WithDType;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -36,11 +36,18 @@ const LANES: usize = 16;
 /// Pixel rows per partial kernel gradient.
 const DW_ROWS: usize = 8;
 
-/// The source pixel of tap `(ky, kx)` for output pixel `(y, x)` of an `h x w` image, if inside.
+/// The taps of output pixel `(y, x)` of image `bi` whose source pixel lies inside the image,
+/// in `ky, kx` order: the tap `t = ky * 3 + kx` and the source pixel's channels in `x`.
 #[inline(always)]
-fn source(y: usize, x: usize, ky: usize, kx: usize, h: usize, w: usize) -> Option<(usize, usize)> {
-    let (yy, xx) = ((y + ky).wrapping_sub(1), (x + kx).wrapping_sub(1));
-    (yy < h && xx < w).then_some((yy, xx))
+fn taps<T>(
+    x: &[T],
+    (bi, y, xo): (usize, usize, usize),
+    (h, w, c): (usize, usize, usize),
+) -> impl Iterator<Item = (usize, &[T])> {
+    (0..9).filter_map(move |t| {
+        let (yy, xx) = ((y + t / 3).wrapping_sub(1), (xo + t % 3).wrapping_sub(1));
+        (yy < h && xx < w).then(|| (t, &x[((bi * h + yy) * w + xx) * c..][..c]))
+    })
 }
 
 /// `lanes[l] += a[i] b[i]` for `i = l (mod LANES)`, `i` ascending.
@@ -111,33 +118,19 @@ fn conv_row<T: WithDType>(
     for (xo, out) in dst.chunks_mut(cout).enumerate() {
         if wide {
             acc.copy_from_slice(bias);
-            for ky in 0..3 {
-                for kx in 0..3 {
-                    let Some((yy, xx)) = source(y, xo, ky, kx, h, wd) else {
-                        continue;
-                    };
-                    let xs = &x[((bi * h + yy) * wd + xx) * cin..][..cin];
-                    let t = ky * 3 + kx;
-                    for (ci, &xv) in xs.iter().enumerate() {
-                        let wr = &w[(t * cin + ci) * cout..][..cout];
-                        for (a, &wv) in acc.iter_mut().zip(wr) {
-                            *a += xv * wv;
-                        }
+            for (t, xs) in taps(x, (bi, y, xo), (h, wd, cin)) {
+                for (ci, &xv) in xs.iter().enumerate() {
+                    let wr = &w[(t * cin + ci) * cout..][..cout];
+                    for (a, &wv) in acc.iter_mut().zip(wr) {
+                        *a += xv * wv;
                     }
                 }
             }
         } else {
             for (co, a) in acc.iter_mut().enumerate() {
                 let mut lanes = [T::zero(); LANES];
-                for ky in 0..3 {
-                    for kx in 0..3 {
-                        let Some((yy, xx)) = source(y, xo, ky, kx, h, wd) else {
-                            continue;
-                        };
-                        let xs = &x[((bi * h + yy) * wd + xx) * cin..][..cin];
-                        let ws = &wt[(co * 9 + ky * 3 + kx) * cin..][..cin];
-                        dot_into(&mut lanes, xs, ws);
-                    }
+                for (t, xs) in taps(x, (bi, y, xo), (h, wd, cin)) {
+                    dot_into(&mut lanes, xs, &wt[(co * 9 + t) * cin..][..cin]);
                 }
                 let mut s = T::zero();
                 for v in lanes {
@@ -170,12 +163,7 @@ pub fn kernel_grad<T: WithDType>(x: &[T], g: &[T], (b, h, wd, cin): Dims, cout: 
             d
         })
         .collect();
-    let mut sum = vec![T::zero(); n];
-    for p in &partial {
-        for (s, v) in sum.iter_mut().zip(p) {
-            *s += *v;
-        }
-    }
+    let sum = sum_in_order(&partial, n);
     if wide {
         return sum;
     }
@@ -204,26 +192,19 @@ fn dw_rows<T: WithDType>(
         let (bi, y) = (row / h, row % h);
         for xo in 0..wd {
             let gp = &g[((bi * h + y) * wd + xo) * cout..][..cout];
-            for ky in 0..3 {
-                for kx in 0..3 {
-                    let Some((yy, xx)) = source(y, xo, ky, kx, h, wd) else {
-                        continue;
-                    };
-                    let xs = &x[((bi * h + yy) * wd + xx) * cin..][..cin];
-                    let t = ky * 3 + kx;
-                    if wide {
-                        for (ci, &xv) in xs.iter().enumerate() {
-                            let dr = &mut d[(t * cin + ci) * cout..][..cout];
-                            for (a, &gv) in dr.iter_mut().zip(gp) {
-                                *a += xv * gv;
-                            }
+            for (t, xs) in taps(x, (bi, y, xo), (h, wd, cin)) {
+                if wide {
+                    for (ci, &xv) in xs.iter().enumerate() {
+                        let dr = &mut d[(t * cin + ci) * cout..][..cout];
+                        for (a, &gv) in dr.iter_mut().zip(gp) {
+                            *a += xv * gv;
                         }
-                    } else {
-                        for (co, &gv) in gp.iter().enumerate() {
-                            let dr = &mut d[(co * 9 + t) * cin..][..cin];
-                            for (a, &xv) in dr.iter_mut().zip(xs) {
-                                *a += gv * xv;
-                            }
+                    }
+                } else {
+                    for (co, &gv) in gp.iter().enumerate() {
+                        let dr = &mut d[(co * 9 + t) * cin..][..cin];
+                        for (a, &xv) in dr.iter_mut().zip(xs) {
+                            *a += gv * xv;
                         }
                     }
                 }

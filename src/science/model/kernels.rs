@@ -120,6 +120,18 @@ fn matmul_rows<T: WithDType>(
         });
 }
 
+/// The element-wise sum of `parts` (each of `n` elements), added in order onto zero: how the
+/// fixed partial sums of the kernels' reductions are combined, independently of the threads.
+pub(super) fn sum_in_order<T: WithDType>(parts: &[Vec<T>], n: usize) -> Vec<T> {
+    let mut sum = vec![T::zero(); n];
+    for p in parts {
+        for (s, v) in sum.iter_mut().zip(p) {
+            *s += *v;
+        }
+    }
+    sum
+}
+
 /// `dst (m x n) = lhs (m x k) rhs (k x n)` for a long inner dimension `k` (the kernel
 /// gradients of the im2col convolutions, `k` = pixels): [`INNER_PARTS`] fixed slices of `k` in
 /// parallel, one single-threaded gemm each, their products added in slice order.
@@ -144,13 +156,7 @@ fn matmul_inner_split<T: WithDType>(
             d
         })
         .collect();
-    let dst = &mut dst[..m * n];
-    dst.fill(T::zero());
-    for p in &partial {
-        for (d, v) in dst.iter_mut().zip(p) {
-            *d += *v;
-        }
-    }
+    dst[..m * n].copy_from_slice(&sum_in_order(&partial, m * n));
 }
 
 /// `dst (m x n) = [dst +] lhs (m x k) rhs (k x n)`, each matrix given by its row and column
@@ -489,12 +495,7 @@ fn conv_bwd<T: WithDType>(
         let partial = grad.par_chunks(DB_ROWS * cout).map(block_sum).collect();
         (Cow::Borrowed(grad), partial)
     };
-    let mut db = vec![T::zero(); cout];
-    for p in &partial {
-        for (a, v) in db.iter_mut().zip(p) {
-            *a += *v;
-        }
-    }
+    let db = sum_in_order(&partial, cout);
     let algo = algo.resolve(cin, cout);
     if algo == ConvAlgo::Direct {
         // dx: the 'same' convolution of g with the flipped, transposed kernel (see below).

@@ -25,7 +25,7 @@
 //! the zero terms and the multiplications by +-1 (exact, so the bits are those of the same
 //! loops with the coefficients read at run time).
 
-use super::kernels::{matmul_with, par_filled, write_from, SendPtr};
+use super::kernels::{matmul_with, par_filled, sum_in_order, write_from, SendPtr};
 use candle_core::WithDType;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -502,6 +502,28 @@ fn combine<T: WithDType>(
     })
 }
 
+/// `dst (Cin x Cout) [+]= v^T m` for one transform point of the kernel gradient: `v` the
+/// point's transformed input `[tile][Cin]`, `m` its transformed output gradient `[tile][Cout]`.
+fn point_product<T: WithDType>(
+    dst: &mut [T],
+    accumulate: bool,
+    v: &[T],
+    m: &[T],
+    (cin, cout, tiles): (usize, usize, usize),
+) {
+    let par = gemm::Parallelism::None;
+    matmul_with(
+        (cin, cout, tiles),
+        dst,
+        accumulate,
+        v,
+        (1, cin),
+        m,
+        (cout, 1),
+        par,
+    );
+}
+
 impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
     /// Kernel transform `U = G w G^T`: `w` `(9 Cin, Cout)` with row `(ky * 3 + kx) * Cin + ci`,
     /// result `[A*A][Cin][Cout]`.
@@ -653,28 +675,14 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
                         )
                     };
                     for (q, dst) in du.chunks_mut(n).enumerate() {
-                        matmul_with(
-                            (cin, cout, tl),
-                            dst,
-                            true,
-                            &vs[q * tl * cin..],
-                            (1, cin),
-                            &ms[q * tl * cout..],
-                            (cout, 1),
-                            gemm::Parallelism::None,
-                        );
+                        let (vq, mq) = (&vs[q * tl * cin..], &ms[q * tl * cout..]);
+                        point_product(dst, true, vq, mq, (cin, cout, tl));
                     }
                 }
                 du
             })
             .collect();
-        let mut du = vec![T::zero(); A * A * n];
-        for p in &partial {
-            for (d, v) in du.iter_mut().zip(p) {
-                *d += *v;
-            }
-        }
-        self.kernel_adjoint(&du, cin, cout)
+        self.kernel_adjoint(&sum_in_order(&partial, A * A * n), cin, cout)
     }
 
     /// [`Self::kernel_grad`] with the transformed input and output gradient of all tiles
@@ -733,16 +741,8 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
         let n = cin * cout;
         let mut du = vec![T::zero(); A * A * n];
         du.par_chunks_mut(n).enumerate().for_each(|(q, dst)| {
-            matmul_with(
-                (cin, cout, tiles),
-                dst,
-                false,
-                &v[q * tiles * cin..],
-                (1, cin),
-                &m[q * tiles * cout..],
-                (cout, 1),
-                gemm::Parallelism::None,
-            );
+            let (vq, mq) = (&v[q * tiles * cin..], &m[q * tiles * cout..]);
+            point_product(dst, false, vq, mq, (cin, cout, tiles));
         });
         self.kernel_adjoint(&du, cin, cout)
     }
