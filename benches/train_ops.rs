@@ -159,7 +159,14 @@ fn wino() {
 /// backward, by im2col and by the direct convolution. `cargo bench --bench train_ops -- thin`.
 fn thin() {
     let dev = Device::Cpu;
-    for (hw, cin, cout) in [(64, 1, 64), (64, 4, 64), (32, 64, 1), (32, 64, 4)] {
+    for (hw, cin, cout) in [
+        (64, 1, 64),
+        (64, 4, 64),
+        (32, 64, 1),
+        (32, 64, 4),
+        (32, 32, 1),
+        (32, 32, 4),
+    ] {
         let x = Var::randn(0f32, 1f32, (16, hw, hw, cin), &dev).unwrap();
         let w = Var::randn(0f32, 0.05f32, (9 * cin, cout), &dev).unwrap();
         let b = Var::zeros(cout, DType::F32, &dev).unwrap();

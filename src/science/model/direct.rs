@@ -2,14 +2,15 @@
 //! the forward pass (fused with bias and ReLU; also the input gradient, the convolution of the
 //! output gradient with the flipped, transposed kernel) and the kernel gradient, read straight
 //! from the NHWC tensors. [`super::kernels::ConvAlgo::Auto`] uses them for the network's heads
-//! (`32f -> C`).
+//! (`32f -> C`) with 16 or more input channels per output channel.
 //!
 //! Why: a head's im2col matrix is 9x its input (37.7 MB at 64 channels and 32x32, built twice
 //! per step) and feeds products with 1 to 4 columns, and the im2col path made separate passes
 //! for the bias and the ReLU. Here each output pixel is summed in registers from its 3x3
-//! neighbourhood and written once: 2.5-4x faster than im2col per head, forward + backward
-//! (`cargo bench --bench train_ops -- thin`). For the first layer (`C -> 32f`) im2col's gemm
-//! was as fast or faster, so it keeps im2col.
+//! neighbourhood and written once. Forward + backward per head (`cargo bench --bench
+//! train_ops -- thin`, fastest of 10): `64 -> 1` 4.1-4.9 ms against im2col's 8.3-8.6, `64 -> 4`
+//! 8.3-10.1 against 13.6-16.5, `32 -> 1` 3.7-3.9 against 3.7-3.9; `32 -> 4` (9.4-11.7 against
+//! 6.9-9.2) and the first layer (`C -> 32f`) keep im2col, whose gemm was as fast or faster.
 //!
 //! Vectorised along the wide side: with at least as many output channels as input channels,
 //! a pixel's outputs are accumulated as a vector over output channels (one scaled kernel row
@@ -17,7 +18,7 @@
 //! channels, in [`LANES`] fixed partial sums.
 //!
 //! Determinism: every output element is written by one task and summed in a fixed order (taps
-//! in `ky, kx` order, then input channels; the partial sums' lanes added in lane order); the
+//! in `ky, kx` order, then input channels; the partial sums' lanes added as a fixed tree); the
 //! kernel gradient is summed per fixed block of [`DW_ROWS`] pixel rows, the blocks added in
 //! order. Results do not depend on the thread count. Rust never contracts `a * b + c` into an
 //! FMA, so the vectorised and scalar code give the same bits.
@@ -63,6 +64,20 @@ fn dot_into<T: WithDType>(lanes: &mut [T; LANES], a: &[T], b: &[T]) {
     for (l, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
         lanes[l] += *x * *y;
     }
+}
+
+/// The sum of the lanes as a fixed tree (lane `i` plus lane `i + 8`, then `+ 4`, `+ 2`, `+ 1`):
+/// four vector steps instead of sixteen dependent additions.
+#[inline(always)]
+fn lane_sum<T: WithDType>(mut lanes: [T; LANES]) -> T {
+    let mut half = LANES / 2;
+    while half > 0 {
+        for i in 0..half {
+            lanes[i] += lanes[i + half];
+        }
+        half /= 2;
+    }
+    lanes[0]
 }
 
 /// The kernel `(9 Cin, Cout)` as `(Cout, 9, Cin)`: each output channel's taps contiguous.
@@ -115,6 +130,7 @@ fn conv_row<T: WithDType>(
     let wide = cout >= cin;
     let (bi, y) = (row / h, row % h);
     let mut acc = vec![T::zero(); cout];
+    let mut lanes = vec![[T::zero(); LANES]; if wide { 0 } else { cout }];
     for (xo, out) in dst.chunks_mut(cout).enumerate() {
         if wide {
             acc.copy_from_slice(bias);
@@ -127,16 +143,17 @@ fn conv_row<T: WithDType>(
                 }
             }
         } else {
-            for (co, a) in acc.iter_mut().enumerate() {
-                let mut lanes = [T::zero(); LANES];
-                for (t, xs) in taps(x, (bi, y, xo), (h, wd, cin)) {
-                    dot_into(&mut lanes, xs, &wt[(co * 9 + t) * cin..][..cin]);
+            // Every output channel's partial sums at once: each tap's input read once.
+            for l in lanes.iter_mut() {
+                *l = [T::zero(); LANES];
+            }
+            for (t, xs) in taps(x, (bi, y, xo), (h, wd, cin)) {
+                for (co, l) in lanes.iter_mut().enumerate() {
+                    dot_into(l, xs, &wt[(co * 9 + t) * cin..][..cin]);
                 }
-                let mut s = T::zero();
-                for v in lanes {
-                    s += v;
-                }
-                *a = bias[co] + s;
+            }
+            for ((a, l), &b) in acc.iter_mut().zip(&lanes).zip(bias) {
+                *a = b + lane_sum(*l);
             }
         }
         for (o, &a) in out.iter_mut().zip(&acc) {
