@@ -350,13 +350,15 @@ fn grad_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
     }
 }
 
-/// Output transform `A^T Z A` of the tiles in `z` (`[A*A][tiles][c]`, tile rows `rows`) plus
+/// Output transform `A^T Z A` of the tiles in `z` (`[A*A][tiles][c]`, point `p` from element
+/// `p * zs`, tile rows `rows` from tile 0) plus
 /// `bias`, ReLU if asked, into `y`, the slice of the `(B, H, W, c)` output that holds those tile
 /// rows' pixels.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn output_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
     z: &[T],
+    zs: usize,
     bias: &[T],
     relu: bool,
     (_, h, w, c): Dims,
@@ -366,7 +368,6 @@ fn output_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
     let at: [[T; A]; M] = cast(&P::AT);
     let at = &at;
     let (nty, ntx) = grid::<M>(h, w);
-    let tl = rows.len() * ntx;
     let base = {
         let (bi, ty) = (rows.start / nty, rows.start % nty);
         (bi * h + ty * M) * w * c
@@ -382,7 +383,7 @@ fn output_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
                 let cb = CB.min(c - c0);
                 load(&mut bv, &bias[c0..], cb);
                 for (p, dd) in d.iter_mut().take(A * A).enumerate() {
-                    load(dd, &z[(p * tl + t) * c + c0..], cb);
+                    load(dd, &z[p * zs + t * c + c0..], cb);
                 }
                 // tmp (M x A) = A^T Z, then A^T Z A.
                 for j in 0..A {
@@ -467,9 +468,9 @@ simd_dispatch!(
 );
 simd_dispatch!(
     output_tiles_d,
-    (z: &[T], bias: &[T], relu: bool, d: Dims, rows: std::ops::Range<usize>,
+    (z: &[T], zs: usize, bias: &[T], relu: bool, d: Dims, rows: std::ops::Range<usize>,
      y: &mut [MaybeUninit<T>]),
-    output_tiles::<T, M, A, P>(z, bias, relu, d, rows, y)
+    output_tiles::<T, M, A, P>(z, zs, bias, relu, d, rows, y)
 );
 
 /// `blocks` blocks of `n` elements, block `o` = `sum_t cf * src[b]` over `t = 0..terms` with
@@ -500,6 +501,42 @@ fn combine<T: WithDType>(
             }
         }
     })
+}
+
+/// The transform-domain values of every tile of a layer, point-major `[A*A][tiles][c]` (each
+/// point's matrix contiguous for its product; tile-major `[tiles][A*A][c]` made those products
+/// read rows 36 c elements apart, a new page every row or two: 2x slower gemm at 64x64 and
+/// 32x32), filled by `f` in chunks of `rpc` of the `rows` tile rows (`ntx` tiles each), in
+/// parallel.
+fn whole_layer<T: WithDType, const A: usize>(
+    (rows, ntx, rpc): (usize, usize, usize),
+    c: usize,
+    f: &ChunkFill<'_, T>,
+) -> Vec<T> {
+    let tiles = rows * ntx;
+    let nchunks = rows.div_ceil(rpc);
+    let n = tiles * A * A * c;
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    // Chunk ci's tiles of every point: A*A disjoint slices.
+    let mut parts: Vec<Vec<&mut [MaybeUninit<T>]>> =
+        (0..nchunks).map(|_| Vec::with_capacity(A * A)).collect();
+    for point in v.spare_capacity_mut()[..n].chunks_mut((tiles * c).max(1)) {
+        let mut rest = point;
+        for (ci, part) in parts.iter_mut().enumerate() {
+            let chunk_tiles = (((ci + 1) * rpc).min(rows) - ci * rpc) * ntx;
+            let (mine, others) = std::mem::take(&mut rest).split_at_mut(chunk_tiles * c);
+            part.push(mine);
+            rest = others;
+        }
+    }
+    parts
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(ci, mut dst)| f(ci * rpc..((ci + 1) * rpc).min(rows), &mut dst));
+    // SAFETY: the chunks cover all tile rows of every point, and the transforms write every
+    // tile and channel of theirs.
+    unsafe { v.set_len(n) };
+    v
 }
 
 /// `dst (Cin x Cout) [+]= v^T m` for one transform point of the kernel gradient: `v` the
@@ -557,7 +594,86 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
 
     /// `relu?(conv3x3_same(x, w) + bias)` for `x` `(B, H, W, Cin)` and the transformed kernel
     /// `u` (`[A*A][Cin][Cout]`, see [`Self::kernel`]); result `(B, H, W, Cout)`.
+    ///
+    /// Chunk by chunk ([`Self::conv_chunked`]) reads all of `u` once per chunk; transforming the
+    /// whole layer first ([`Self::conv_whole`]) writes and reads back every tile's transformed
+    /// input and output instead. Whichever moves fewer bytes: chunks for the 64x64 and 32x32
+    /// layers, the whole layer for the 16x16 and 8x8 ones, whose 128-256 channels make `u`
+    /// 2.4-9.4 MB (beyond L2, so each chunk read it from L3 or memory).
     pub fn conv<T: WithDType>(
+        &self,
+        x: &[T],
+        u: &[T],
+        bias: &[T],
+        (b, h, w, cin): Dims,
+        cout: usize,
+        relu: bool,
+    ) -> Vec<T> {
+        let (nty, ntx) = grid::<M>(h, w);
+        let rows = b * nty;
+        let rpc = rows_per_chunk::<T, A>(ntx, rows, cin, cout);
+        let chunks = rows.div_ceil(rpc);
+        if chunks * cin * cout > 2 * rows * ntx * (cin + cout) {
+            self.conv_whole(x, u, bias, (b, h, w, cin), cout, relu)
+        } else {
+            self.conv_chunked(x, u, bias, (b, h, w, cin), cout, relu)
+        }
+    }
+
+    /// [`Self::conv`] with the transformed input of all tiles first (point-major), one
+    /// product per point over every tile, then the output transform in chunks.
+    fn conv_whole<T: WithDType>(
+        &self,
+        x: &[T],
+        u: &[T],
+        bias: &[T],
+        (b, h, w, cin): Dims,
+        cout: usize,
+        relu: bool,
+    ) -> Vec<T> {
+        let (nty, ntx) = grid::<M>(h, w);
+        let rows = b * nty;
+        let tiles = rows * ntx;
+        let rpc = rows_per_chunk::<T, A>(ntx, rows, cin, cout);
+        let v = whole_layer::<T, A>((rows, ntx, rpc), cin, &|r, dst| {
+            input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r, dst)
+        });
+        let mut z = vec![T::zero(); A * A * tiles * cout];
+        z.par_chunks_mut((tiles * cout).max(1))
+            .enumerate()
+            .for_each(|(p, zp)| {
+                matmul_with(
+                    (tiles, cout, cin),
+                    zp,
+                    false,
+                    &v[p * tiles * cin..][..tiles * cin],
+                    (cin, 1),
+                    &u[p * cin * cout..][..cin * cout],
+                    (cout, 1),
+                    gemm::Parallelism::None,
+                );
+            });
+        let n = b * h * w * cout;
+        let mut y: Vec<T> = Vec::with_capacity(n);
+        let out = SendPtr(y.spare_capacity_mut().as_mut_ptr());
+        let pixel_row = |r: usize| (r / nty * h + (r % nty * M).min(h)) * w * cout;
+        (0..rows.div_ceil(rpc)).into_par_iter().for_each(|ci| {
+            let r = ci * rpc..((ci + 1) * rpc).min(rows);
+            let (lo, hi) = (pixel_row(r.start), pixel_row(r.end));
+            // SAFETY: as in conv_chunked: chunk ci owns output elements [lo, hi) and
+            // output_tiles writes every one of them.
+            let ys = unsafe { std::slice::from_raw_parts_mut(out.get().add(lo), hi - lo) };
+            let zc = &z[r.start * ntx * cout..];
+            output_tiles_d::<T, M, A, P>(zc, tiles * cout, bias, relu, (b, h, w, cout), r, ys);
+        });
+        // SAFETY: the chunks wrote all n elements (see conv_chunked).
+        unsafe { y.set_len(n) };
+        y
+    }
+
+    /// [`Self::conv`] a chunk of tile rows at a time (transform, 36 products, output transform
+    /// in L2), one chunk per rayon task.
+    fn conv_chunked<T: WithDType>(
         &self,
         x: &[T],
         u: &[T],
@@ -601,7 +717,7 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
                 // disjoint between chunks and inside the n reserved elements), and output_tiles
                 // writes every one of them (tiles cover all pixels).
                 let ys = unsafe { std::slice::from_raw_parts_mut(out.get().add(lo), hi - lo) };
-                output_tiles_d::<T, M, A, P>(z, bias, relu, (b, h, w, cout), r, ys);
+                output_tiles_d::<T, M, A, P>(z, tl * cout, bias, relu, (b, h, w, cout), r, ys);
             },
         );
         // SAFETY: the chunks wrote all n elements (they cover tile rows 0..rows, i.e. every
@@ -698,42 +814,14 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
         let rows = b * nty;
         let tiles = rows * ntx;
         let rpc = rows_per_chunk::<T, A>(ntx, rows, cin, cout);
-        // Point-major `[A*A][tiles][c]` for the whole layer: each point's matrix is contiguous
-        // for its product below. (Tile-major `[tiles][A*A][c]` made those products read rows
-        // 36 c elements apart, a new page every row or two: 2x slower gemm at 64x64 and 32x32.)
-        let nchunks = rows.div_ceil(rpc);
-        let transformed = |c: usize, f: &ChunkFill<'_, T>| {
-            let n = tiles * A * A * c;
-            let mut v: Vec<T> = Vec::with_capacity(n);
-            // Chunk ci's tiles of every point: A*A disjoint slices.
-            let mut parts: Vec<Vec<&mut [MaybeUninit<T>]>> =
-                (0..nchunks).map(|_| Vec::with_capacity(A * A)).collect();
-            for point in v.spare_capacity_mut()[..n].chunks_mut((tiles * c).max(1)) {
-                let mut rest = point;
-                for (ci, part) in parts.iter_mut().enumerate() {
-                    let chunk_tiles = (((ci + 1) * rpc).min(rows) - ci * rpc) * ntx;
-                    let (mine, others) = std::mem::take(&mut rest).split_at_mut(chunk_tiles * c);
-                    part.push(mine);
-                    rest = others;
-                }
-            }
-            parts
-                .into_par_iter()
-                .enumerate()
-                .for_each(|(ci, mut dst)| f(ci * rpc..((ci + 1) * rpc).min(rows), &mut dst));
-            // SAFETY: the chunks cover all tile rows of every point, and the transforms write
-            // every tile and channel of theirs.
-            unsafe { v.set_len(n) };
-            v
-        };
         let (v, m) = rayon::join(
             || {
-                transformed(cin, &|r, dst| {
+                whole_layer::<T, A>((rows, ntx, rpc), cin, &|r, dst| {
                     input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r, dst)
                 })
             },
             || {
-                transformed(cout, &|r, dst| {
+                whole_layer::<T, A>((rows, ntx, rpc), cout, &|r, dst| {
                     grad_tiles_d::<T, M, A, P>(g, (b, h, w, cout), r, dst)
                 })
             },
