@@ -597,9 +597,12 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
     ///
     /// Chunk by chunk ([`Self::conv_chunked`]) reads all of `u` once per chunk; transforming the
     /// whole layer first ([`Self::conv_whole`]) writes and reads back every tile's transformed
-    /// input and output instead. Whichever moves fewer bytes: chunks for the 64x64 and 32x32
-    /// layers, the whole layer for the 16x16 and 8x8 ones, whose 128-256 channels make `u`
-    /// 2.4-9.4 MB (beyond L2, so each chunk read it from L3 or memory).
+    /// input and output instead, and its products are larger. The whole layer when the chunks'
+    /// reads of `u` exceed the transformed input and output in size: every layer but the
+    /// 64x64 ones. (Measured: the 16x16 and 8x8 layers' `u`, 2.4-9.4 MB at 128-256 channels,
+    /// came from L3 or memory for every chunk; taking the whole layer there gave 8-12% in
+    /// training, and at the 32x32 layers too another 2% at `n_filters_scale` 2 and 13% at 1;
+    /// the 64x64 layers too lost 1%.)
     pub fn conv<T: WithDType>(
         &self,
         x: &[T],
@@ -613,7 +616,7 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
         let rows = b * nty;
         let rpc = rows_per_chunk::<T, A>(ntx, rows, cin, cout);
         let chunks = rows.div_ceil(rpc);
-        if chunks * cin * cout > 2 * rows * ntx * (cin + cout) {
+        if chunks * cin * cout > rows * ntx * (cin + cout) {
             self.conv_whole(x, u, bias, (b, h, w, cin), cout, relu)
         } else {
             self.conv_chunked(x, u, bias, (b, h, w, cin), cout, relu)
