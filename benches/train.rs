@@ -31,6 +31,10 @@ fn main() {
     if std::env::var_os("NO_TUNE").is_none() {
         studymake::science::model::tune_allocator();
     }
+    // BENCH_SUBNORMALS=keep: IEEE subnormals (as before flush_subnormals), for a comparison.
+    if std::env::var("BENCH_SUBNORMALS").as_deref() != Ok("keep") {
+        studymake::science::model::flush_subnormals_everywhere();
+    }
     let (n, b) = (64usize, 16usize);
     let c = gridsize * gridsize;
     let probe = Array2::from_shape_fn((n, n), |(i, j)| {

@@ -189,6 +189,7 @@ fn thin() {
 fn main() {
     // As the training worker does (freed buffers stay in the heap: no fresh pages per layer).
     studymake::science::model::tune_allocator();
+    studymake::science::model::flush_subnormals_everywhere();
     // `-- algos [NAME]`: only the algorithms whose name contains NAME.
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "thin") {

@@ -5,8 +5,10 @@
 //! Why: built from candle's generic ops, one convolution step was a dozen full passes over the
 //! activations and a 9x im2col buffer (gather, bias broadcast, ReLU mask, backprop's
 //! zero-initialised accumulators, scatter-add), and those passes, single-threaded, took about
-//! two thirds of the training time. Here each layer is one parallel gather plus one `gemm` call
-//! forward, and two `gemm` calls plus one parallel gather backward.
+//! two thirds of the training time. Here the convolution is computed by one of three
+//! algorithms ([`ConvAlgo`]): im2col and `gemm` (the first layer), Winograd F(4x4, 3x3)
+//! ([`super::winograd`], the layers with 16 or more channels in and out) or direct summation
+//! ([`super::direct`], the heads).
 //!
 //! Only the *local* derivative of each op is written by hand (tested against finite
 //! differences and against candle's autodiff of the same op built from generic candle ops); the

@@ -200,12 +200,16 @@ pub fn mean_loss(model: &Pinn, groups: &Groups, ids: &[usize], batch: usize) -> 
 /// by (`seed`, epoch). Adam (beta 0.9/0.999, eps 1e-7); the learning rate halves when the
 /// validation loss has not improved by 1e-4 for 2 epochs (floor 1e-4, or the initial rate if
 /// lower); training stops when the training loss has not improved for 3 epochs.
+///
+/// Subnormal floats are flushed to zero on the calling thread and on rayon's global pool
+/// ([`super::flush_subnormals_everywhere`], which stays in force for the process).
 pub fn train(
     data: &Dataset,
     cfg: &TrainConfig,
     log: &mut dyn FnMut(&str),
 ) -> Result<(Pinn, Groups, History)> {
     check_config(cfg)?;
+    super::flush_subnormals_everywhere();
     let groups = Groups::new(data, cfg.gridsize)?;
     let model = Pinn::new(
         &data.probe,

@@ -6,9 +6,12 @@
 //! Why: with `A = m + 2` points per dimension, each `m x m` output tile costs `A^2` products per
 //! (input, output) channel pair instead of `9 m^2`: 2.25x fewer multiplications for F(2x2, 3x3)
 //! and 4x fewer for F(4x4, 3x3), done as `A^2` matrix products (one per transform point) of
-//! `tiles x Cin` by `Cin x Cout`. The work runs in chunks of tile rows sized to stay in L2 (the
-//! transformed input and output of a chunk are a few hundred KiB), one chunk per rayon task, with
-//! a single-threaded gemm per transform point.
+//! `tiles x Cin` by `Cin x Cout`. Two ways to run them, each layer taking the one that moves
+//! fewer bytes: in chunks of tile rows sized to stay in L2 (the transformed input and output of
+//! a chunk are a few hundred KiB; one chunk per rayon task, a single-threaded gemm per
+//! transform point, but every chunk reads the whole transformed kernel), or over the whole
+//! layer (every tile transformed first, then one gemm per point over all tiles). The kernel
+//! gradient likewise: chunk by chunk into 8 fixed partial sums, or over the whole layer.
 //!
 //! Conventions (Lavin and Gray 2016): `Y = A^T [(G w G^T) . (B^T d B)] A` for an `A x A` input
 //! tile `d` starting one pixel above and left of the output tile (the 'same' padding), with zero
@@ -17,8 +20,9 @@
 //!
 //! Determinism: every output pixel is written by one task; sums run over fixed index orders
 //! (transform rows in index order, zero coefficients skipped); chunks depend only on the
-//! shapes; each gemm is single-threaded (the kernel gradient: one product per transform point
-//! over all tiles). So results do not depend on the thread count. The
+//! shapes and so does the choice of way; each gemm is single-threaded; the kernel gradient's
+//! partial sums are fixed runs of chunks, added in order. So results do not depend on the
+//! thread count. The
 //! channel loops are the same scalar code compiled with and without AVX2 / AVX-512 (selected
 //! at run time); Rust never contracts `a * b + c` into an FMA, so every path gives the same
 //! bits. The transform matrices are compile-time constants ([`Points`]), so the compiler drops
