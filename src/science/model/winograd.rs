@@ -543,6 +543,28 @@ fn whole_layer<T: WithDType, const A: usize>(
     v
 }
 
+/// `dst (tiles x Cout) = v u` for one transform point of the convolution: `v` the point's
+/// transformed input `[tile][Cin]`, `u` its transformed kernel `[Cin][Cout]`.
+fn forward_product<T: WithDType>(
+    dst: &mut [T],
+    v: &[T],
+    u: &[T],
+    (tiles, cin, cout): (usize, usize, usize),
+) {
+    let par = gemm::Parallelism::None;
+    let (v, u) = (&v[..tiles * cin], &u[..cin * cout]);
+    matmul_with(
+        (tiles, cout, cin),
+        dst,
+        false,
+        v,
+        (cin, 1),
+        u,
+        (cout, 1),
+        par,
+    );
+}
+
 /// `dst (Cin x Cout) [+]= v^T m` for one transform point of the kernel gradient: `v` the
 /// point's transformed input `[tile][Cin]`, `m` its transformed output gradient `[tile][Cout]`.
 fn point_product<T: WithDType>(
@@ -649,16 +671,8 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
         z.par_chunks_mut((tiles * cout).max(1))
             .enumerate()
             .for_each(|(p, zp)| {
-                matmul_with(
-                    (tiles, cout, cin),
-                    zp,
-                    false,
-                    &v[p * tiles * cin..][..tiles * cin],
-                    (cin, 1),
-                    &u[p * cin * cout..][..cin * cout],
-                    (cout, 1),
-                    gemm::Parallelism::None,
-                );
+                let (vp, up) = (&v[p * tiles * cin..], &u[p * cin * cout..]);
+                forward_product(zp, vp, up, (tiles, cin, cout));
             });
         let n = b * h * w * cout;
         let mut y: Vec<T> = Vec::with_capacity(n);
@@ -708,15 +722,12 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
                 // SAFETY: input_tiles wrote every point, tile and channel of the chunk.
                 let v = unsafe { assume_init(v, A * A * tl * cin) };
                 for p in 0..A * A {
-                    matmul_with(
-                        (tl, cout, cin),
-                        &mut z[p * tl * cout..][..tl * cout],
-                        false,
-                        &v[p * tl * cin..][..tl * cin],
-                        (cin, 1),
-                        &u[p * cin * cout..][..cin * cout],
-                        (cout, 1),
-                        gemm::Parallelism::None,
+                    let zp = &mut z[p * tl * cout..][..tl * cout];
+                    forward_product(
+                        zp,
+                        &v[p * tl * cin..],
+                        &u[p * cin * cout..],
+                        (tl, cin, cout),
                     );
                 }
                 let (lo, hi) = (pixel_row(r.start), pixel_row(r.end));
