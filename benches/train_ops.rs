@@ -71,6 +71,10 @@ fn wino() {
         (16, 256, 256),
         (8, 256, 128),
     ] {
+        // BENCH_SHAPE=64x64 (say): only the layers whose label starts so (for a profile).
+        if std::env::var("BENCH_SHAPE").is_ok_and(|s| !format!("{hw}x{hw} {cin}").starts_with(&s)) {
+            continue;
+        }
         let b = 16;
         let x: Vec<f32> = (0..b * hw * hw * cin)
             .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
@@ -135,7 +139,10 @@ fn wino() {
             );
         }
         let t = Instant::now();
-        let reps = 5;
+        let reps: usize = std::env::var("BENCH_REPS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(5);
         for _ in 0..reps {
             let _ = F4.conv(&x, &u, &bias, (b, hw, hw, cin), cout, true);
         }

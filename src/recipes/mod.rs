@@ -122,7 +122,9 @@ impl Builtins {
                     // v5: the im2col layers' products run in fixed row blocks and their kernel
                     // gradients in fixed slices of the pixels (other rounding, any thread count).
                     // v6: the heads are direct convolutions (other rounding in the heads).
-                    version: 6,
+                    // v7: the Winograd F(4x4, 3x3) transforms are factored by hand (other
+                    // rounding in every Winograd layer).
+                    version: 7,
                     params: vec![
                         p("gridsize", None, "patterns per group side (C = gridsize^2)"),
                         p("seed", None, "weights, shuffling and validation split seed"),

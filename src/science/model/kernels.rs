@@ -165,8 +165,40 @@ fn matmul_inner_split<T: WithDType>(
 /// strides (in elements). `accumulate` keeps what `dst` holds.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn matmul_with<T: WithDType>(
-    (m, n, k): (usize, usize, usize),
+    mnk: (usize, usize, usize),
     dst: &mut [T],
+    accumulate: bool,
+    lhs: &[T],
+    lhs_s: (usize, usize),
+    rhs: &[T],
+    rhs_s: (usize, usize),
+    par: gemm::Parallelism,
+) {
+    // SAFETY: MaybeUninit<T> has T's layout; every element of dst is initialised, so reading
+    // it (accumulate) is sound.
+    let dst = unsafe { &mut *(dst as *mut [T] as *mut [MaybeUninit<T>]) };
+    matmul_raw(mnk, dst, accumulate, lhs, lhs_s, rhs, rhs_s, par)
+}
+
+/// `dst (m x n) = lhs (m x k) rhs (k x n)` into memory not yet written (gemm does not read its
+/// destination unless it accumulates): no zero fill of a buffer about to be overwritten.
+pub(super) fn matmul_into<T: WithDType>(
+    mnk: (usize, usize, usize),
+    dst: &mut [MaybeUninit<T>],
+    lhs: &[T],
+    lhs_s: (usize, usize),
+    rhs: &[T],
+    rhs_s: (usize, usize),
+) {
+    matmul_raw(mnk, dst, false, lhs, lhs_s, rhs, rhs_s, gemm::Parallelism::None)
+}
+
+/// [`matmul_with`] on a destination that may be uninitialised: `accumulate` is only sound
+/// when it is not.
+#[allow(clippy::too_many_arguments)]
+fn matmul_raw<T: WithDType>(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [MaybeUninit<T>],
     accumulate: bool,
     lhs: &[T],
     (lhs_rs, lhs_cs): (usize, usize),
@@ -178,13 +210,14 @@ pub(super) fn matmul_with<T: WithDType>(
     assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
     // SAFETY: the asserts above keep every access of gemm inside the three slices; dst is a
-    // row-major m x n block that does not alias lhs or rhs (distinct borrows).
+    // row-major m x n block that does not alias lhs or rhs (distinct borrows); gemm reads dst
+    // only when accumulating (read_dst), which the callers do on initialised memory only.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr().cast::<T>(),
             1,
             n as isize,
             accumulate,

@@ -25,11 +25,11 @@
 //! thread count. The
 //! channel loops are the same scalar code compiled with and without AVX2 / AVX-512 (selected
 //! at run time); Rust never contracts `a * b + c` into an FMA, so every path gives the same
-//! bits. The transform matrices are compile-time constants ([`Points`]), so the compiler drops
-//! the zero terms and the multiplications by +-1 (exact, so the bits are those of the same
-//! loops with the coefficients read at run time).
+//! bits. F(4x4, 3x3) has its one-dimensional transforms factored by hand (shared sums and
+//! differences: about half the arithmetic of the matrices' rows); other algorithms run
+//! loops over their matrices' coefficients ([`Points`]).
 
-use super::kernels::{matmul_with, par_filled, sum_in_order, write_from, SendPtr};
+use super::kernels::{matmul_into, matmul_with, par_filled, sum_in_order, write_from, SendPtr};
 use candle_core::WithDType;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -53,10 +53,10 @@ const KG_PARTS: usize = 8;
 const MIN_CHUNK_TILES: usize = 32;
 
 /// The matrices of a Winograd algorithm F(M x M, 3 x 3) with `A = M + 2` points per dimension,
-/// as compile-time constants: the transforms are generic over them, so each coefficient is a
-/// constant in the compiled loops (zero terms vanish, +-1 costs no multiplication). Passed at run
-/// time, every coefficient was loaded, broadcast and tested in the loops: training steps took
-/// 4-8% more CPU time (bench/README.md).
+/// as compile-time constants, and its one-dimensional transforms. By default those loop over
+/// the coefficients; the compiler does not unroll them under AVX-512, so every coefficient is
+/// still loaded, broadcast and tested against zero at run time. [`F4Points`] overrides them
+/// with factored formulas (the input transform took half the time; bench/README.md).
 pub trait Points<const M: usize, const A: usize>: Send + Sync + 'static {
     /// Input transform `B^T` (A x A).
     const BT: [[f64; A]; A];
@@ -64,6 +64,42 @@ pub trait Points<const M: usize, const A: usize>: Send + Sync + 'static {
     const G: [[f64; 3]; A];
     /// Output transform `A^T` (M x A).
     const AT: [[f64; A]; M];
+
+    /// `out[i * os + oo] = sum_k BT[i][k] s[k * st + so]`: the input transform along one
+    /// dimension (by default the coefficient loops; an algorithm may give a factored form).
+    #[inline(always)]
+    fn tr_in<T: WithDType>(
+        s: &[[T; CB]],
+        st: (usize, usize),
+        out: &mut [[T; CB]],
+        o: (usize, usize),
+    ) {
+        tr_in(&cast(&Self::BT), s, st, out, o)
+    }
+
+    /// `out[i * os + oo] = sum_k AT[i][k] s[k * st + so]`: the output transform along one
+    /// dimension.
+    #[inline(always)]
+    fn tr_out<T: WithDType>(
+        s: &[[T; CB]],
+        st: (usize, usize),
+        out: &mut [[T; CB]],
+        o: (usize, usize),
+    ) {
+        tr_out(&cast(&Self::AT), s, st, out, o)
+    }
+
+    /// `out[i * os + oo] = sum_k AT[k][i] s[k * st + so]`: the output-gradient transform (the
+    /// adjoint of the output transform) along one dimension.
+    #[inline(always)]
+    fn tr_grad<T: WithDType>(
+        s: &[[T; CB]],
+        st: (usize, usize),
+        out: &mut [[T; CB]],
+        o: (usize, usize),
+    ) {
+        tr_grad::<T, M, A>(&transposed(&Self::AT), s, st, out, o)
+    }
 }
 
 /// F(2x2, 3x3), points 0, 1, -1, infinity: every coefficient is 0, +-1 or +-1/2.
@@ -112,6 +148,87 @@ impl Points<4, 6> for F4Points {
         [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
         [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
     ];
+
+    // The transforms factored by hand (shared sums and differences, no zero terms, no
+    // multiplications by +-1): the coefficient loops above compiled to runtime tests of every
+    // coefficient against zero and a multiply-add for each, half the input transform's time.
+
+    #[inline(always)]
+    fn tr_in<T: WithDType>(
+        s: &[[T; CB]],
+        (st, so): (usize, usize),
+        out: &mut [[T; CB]],
+        (os, oo): (usize, usize),
+    ) {
+        let (two, four, five) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(5.0));
+        let d: [&[T; CB]; 6] = std::array::from_fn(|k| &s[k * st + so]);
+        let mut v = [[T::zero(); CB]; 6];
+        for l in 0..CB {
+            let p = d[4][l] - d[2][l];
+            let q = two * (d[3][l] - d[1][l]);
+            v[0][l] = four * d[0][l] - five * d[2][l] + d[4][l];
+            v[1][l] = (d[3][l] + d[4][l]) - four * (d[1][l] + d[2][l]);
+            v[2][l] = (d[4][l] - d[3][l]) + four * (d[1][l] - d[2][l]);
+            v[3][l] = p + q;
+            v[4][l] = p - q;
+            v[5][l] = four * d[1][l] - five * d[3][l] + d[5][l];
+        }
+        for (i, vi) in v.iter().enumerate() {
+            out[i * os + oo] = *vi;
+        }
+    }
+
+    #[inline(always)]
+    fn tr_out<T: WithDType>(
+        s: &[[T; CB]],
+        (st, so): (usize, usize),
+        out: &mut [[T; CB]],
+        (os, oo): (usize, usize),
+    ) {
+        let (two, four, eight) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(8.0));
+        let z: [&[T; CB]; 6] = std::array::from_fn(|k| &s[k * st + so]);
+        let mut y = [[T::zero(); CB]; 4];
+        for l in 0..CB {
+            let a = z[1][l] + z[2][l];
+            let b = z[1][l] - z[2][l];
+            let c = z[3][l] + z[4][l];
+            let d = z[3][l] - z[4][l];
+            y[0][l] = z[0][l] + a + c;
+            y[1][l] = b + two * d;
+            y[2][l] = a + four * c;
+            y[3][l] = b + eight * d + z[5][l];
+        }
+        for (i, yi) in y.iter().enumerate() {
+            out[i * os + oo] = *yi;
+        }
+    }
+
+    #[inline(always)]
+    fn tr_grad<T: WithDType>(
+        s: &[[T; CB]],
+        (st, so): (usize, usize),
+        out: &mut [[T; CB]],
+        (os, oo): (usize, usize),
+    ) {
+        let (two, four, eight) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(8.0));
+        let g: [&[T; CB]; 4] = std::array::from_fn(|k| &s[k * st + so]);
+        let mut o = [[T::zero(); CB]; 6];
+        for l in 0..CB {
+            let e = g[0][l] + g[2][l];
+            let f = g[1][l] + g[3][l];
+            let e2 = g[0][l] + four * g[2][l];
+            let f2 = two * g[1][l] + eight * g[3][l];
+            o[0][l] = g[0][l];
+            o[1][l] = e + f;
+            o[2][l] = e - f;
+            o[3][l] = e2 + f2;
+            o[4][l] = e2 - f2;
+            o[5][l] = g[3][l];
+        }
+        for (i, oi) in o.iter().enumerate() {
+            out[i * os + oo] = *oi;
+        }
+    }
 }
 
 /// A Winograd algorithm F(M x M, 3 x 3) with `A = M + 2` points per dimension and the matrices
@@ -213,8 +330,8 @@ fn comb<T: WithDType, const K: usize>(
 }
 
 /// `out[i * os + oo] = sum_k bt[i][k] s[k * st + so]` for `i, k < A`: the input transform along
-/// one dimension. (Hand-factored F(4x4, 3x3) formulas, fewer operations on paper, compiled to
-/// code 2-3x slower than these coefficient loops; measured with `train_ops -- algos`.)
+/// one dimension, for any matrix (F(4x4, 3x3) has its own, factored: these loops compiled to a
+/// run-time test of every coefficient and a multiply-add for each, see [`F4Points`]).
 #[inline(always)]
 fn tr_in<T: WithDType, const A: usize>(
     bt: &[[T; A]; A],
@@ -268,8 +385,6 @@ fn input_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
     rows: std::ops::Range<usize>,
     v: &mut [&mut [MaybeUninit<T>]],
 ) {
-    let bt: [[T; A]; A] = cast(&P::BT);
-    let bt = &bt;
     let (nty, ntx) = grid::<M>(h, w);
     let mut d = [[T::zero(); CB]; 36];
     let mut tmp = [[T::zero(); CB]; 36];
@@ -293,10 +408,10 @@ fn input_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
                 }
                 // tmp = B^T d (along y), then V = tmp B (along x).
                 for j in 0..A {
-                    tr_in(bt, &d, (A, j), &mut tmp, (A, j));
+                    P::tr_in(&d, (A, j), &mut tmp, (A, j));
                 }
                 for i in 0..A {
-                    tr_in(bt, &tmp, (1, i * A), &mut d, (1, i * A));
+                    P::tr_in(&tmp, (1, i * A), &mut d, (1, i * A));
                 }
                 for (vp, dp) in v.iter_mut().zip(&d[..A * A]) {
                     store(&mut vp[t * c + c0..], dp, cb);
@@ -315,8 +430,6 @@ fn grad_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
     rows: std::ops::Range<usize>,
     m: &mut [&mut [MaybeUninit<T>]],
 ) {
-    let a: [[T; M]; A] = transposed(&P::AT);
-    let a = &a;
     let (nty, ntx) = grid::<M>(h, w);
     let mut d = [[T::zero(); CB]; 16];
     let mut tmp = [[T::zero(); CB]; 24];
@@ -341,10 +454,10 @@ fn grad_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
                 }
                 // tmp (A x M) = A g, then A g A^T.
                 for j in 0..M {
-                    tr_grad(a, &d, (M, j), &mut tmp, (M, j));
+                    P::tr_grad(&d, (M, j), &mut tmp, (M, j));
                 }
                 for i in 0..A {
-                    tr_grad(a, &tmp, (1, i * M), &mut o, (1, i * A));
+                    P::tr_grad(&tmp, (1, i * M), &mut o, (1, i * A));
                 }
                 for (mp, op) in m.iter_mut().zip(&o[..A * A]) {
                     store(&mut mp[t * c + c0..], op, cb);
@@ -369,8 +482,6 @@ fn output_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
     rows: std::ops::Range<usize>,
     y: &mut [MaybeUninit<T>],
 ) {
-    let at: [[T; A]; M] = cast(&P::AT);
-    let at = &at;
     let (nty, ntx) = grid::<M>(h, w);
     let base = {
         let (bi, ty) = (rows.start / nty, rows.start % nty);
@@ -391,10 +502,10 @@ fn output_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
                 }
                 // tmp (M x A) = A^T Z, then A^T Z A.
                 for j in 0..A {
-                    tr_out(at, &d, (A, j), &mut tmp, (A, j));
+                    P::tr_out(&d, (A, j), &mut tmp, (A, j));
                 }
                 for i in 0..M {
-                    tr_out(at, &tmp, (1, i * A), &mut d, (1, i * M));
+                    P::tr_out(&tmp, (1, i * A), &mut d, (1, i * M));
                 }
                 for i in 0..M {
                     let yy = ty * M + i;
@@ -546,45 +657,32 @@ fn whole_layer<T: WithDType, const A: usize>(
 /// `dst (tiles x Cout) = v u` for one transform point of the convolution: `v` the point's
 /// transformed input `[tile][Cin]`, `u` its transformed kernel `[Cin][Cout]`.
 fn forward_product<T: WithDType>(
-    dst: &mut [T],
+    dst: &mut [MaybeUninit<T>],
     v: &[T],
     u: &[T],
     (tiles, cin, cout): (usize, usize, usize),
 ) {
-    let par = gemm::Parallelism::None;
     let (v, u) = (&v[..tiles * cin], &u[..cin * cout]);
-    matmul_with(
-        (tiles, cout, cin),
-        dst,
-        false,
-        v,
-        (cin, 1),
-        u,
-        (cout, 1),
-        par,
-    );
+    matmul_into((tiles, cout, cin), dst, v, (cin, 1), u, (cout, 1));
 }
 
 /// `dst (Cin x Cout) [+]= v^T m` for one transform point of the kernel gradient: `v` the
 /// point's transformed input `[tile][Cin]`, `m` its transformed output gradient `[tile][Cout]`.
 fn point_product<T: WithDType>(
-    dst: &mut [T],
+    dst: &mut [MaybeUninit<T>],
     accumulate: bool,
     v: &[T],
     m: &[T],
     (cin, cout, tiles): (usize, usize, usize),
 ) {
-    let par = gemm::Parallelism::None;
-    matmul_with(
-        (cin, cout, tiles),
-        dst,
-        accumulate,
-        v,
-        (1, cin),
-        m,
-        (cout, 1),
-        par,
-    );
+    let dims = (cin, cout, tiles);
+    if accumulate {
+        // SAFETY: an accumulating caller passes a destination it has written.
+        let dst = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) };
+        matmul_with(dims, dst, true, v, (1, cin), m, (cout, 1), gemm::Parallelism::None);
+    } else {
+        matmul_into(dims, dst, v, (1, cin), m, (cout, 1));
+    }
 }
 
 impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
@@ -667,13 +765,10 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
         let v = whole_layer::<T, A>((rows, ntx, rpc), cin, &|r, dst| {
             input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r, dst)
         });
-        let mut z = vec![T::zero(); A * A * tiles * cout];
-        z.par_chunks_mut((tiles * cout).max(1))
-            .enumerate()
-            .for_each(|(p, zp)| {
-                let (vp, up) = (&v[p * tiles * cin..], &u[p * cin * cout..]);
-                forward_product(zp, vp, up, (tiles, cin, cout));
-            });
+        let z = par_filled(A * A * tiles * cout, tiles * cout, |p, zp| {
+            let (vp, up) = (&v[p * tiles * cin..], &u[p * cin * cout..]);
+            forward_product(zp, vp, up, (tiles, cin, cout));
+        });
         let n = b * h * w * cout;
         let mut y: Vec<T> = Vec::with_capacity(n);
         let out = SendPtr(y.spare_capacity_mut().as_mut_ptr());
@@ -711,12 +806,12 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
         let out = SendPtr(y.spare_capacity_mut().as_mut_ptr());
         let pixel_row = |r: usize| (r / nty * h + (r % nty * M).min(h)) * w * cout;
         (0..rows.div_ceil(rpc)).into_par_iter().for_each_init(
-            || (Vec::<MaybeUninit<T>>::new(), Vec::<T>::new()),
+            || (Vec::<MaybeUninit<T>>::new(), Vec::<MaybeUninit<T>>::new()),
             |(v, z), ci| {
                 let r = ci * rpc..((ci + 1) * rpc).min(rows);
                 let tl = r.len() * ntx;
                 v.resize(A * A * tl * cin, MaybeUninit::uninit());
-                z.resize(A * A * tl * cout, T::zero());
+                z.resize(A * A * tl * cout, MaybeUninit::uninit());
                 let mut vp: Vec<&mut [MaybeUninit<T>]> = v.chunks_mut(tl * cin).collect();
                 input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r.clone(), &mut vp);
                 // SAFETY: input_tiles wrote every point, tile and channel of the chunk.
@@ -730,6 +825,8 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
                         (tl, cin, cout),
                     );
                 }
+                // SAFETY: the products wrote every point, tile and channel of the chunk.
+                let z = unsafe { assume_init(z, A * A * tl * cout) };
                 let (lo, hi) = (pixel_row(r.start), pixel_row(r.end));
                 // SAFETY: chunk ci owns output elements [lo, hi) (its tile rows' pixel rows,
                 // disjoint between chunks and inside the n reserved elements), and output_tiles
@@ -790,9 +887,11 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
         let partial: Vec<Vec<T>> = (0..nchunks.div_ceil(per_part))
             .into_par_iter()
             .map(|part| {
-                let mut du = vec![T::zero(); A * A * n];
+                let mut du: Vec<T> = Vec::with_capacity(A * A * n);
+                let du_mem = &mut du.spare_capacity_mut()[..A * A * n];
                 let (mut v, mut m) = (Vec::<MaybeUninit<T>>::new(), Vec::<MaybeUninit<T>>::new());
-                for ci in part * per_part..((part + 1) * per_part).min(nchunks) {
+                let first = part * per_part;
+                for ci in first..((part + 1) * per_part).min(nchunks) {
                     let r = ci * rpc..((ci + 1) * rpc).min(rows);
                     let tl = r.len() * ntx;
                     v.resize(A * A * tl * cin, MaybeUninit::uninit());
@@ -808,11 +907,15 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
                             assume_init(&m, A * A * tl * cout),
                         )
                     };
-                    for (q, dst) in du.chunks_mut(n).enumerate() {
+                    // The part's first chunk writes du, the others add onto it.
+                    for (q, dst) in du_mem.chunks_mut(n).enumerate() {
                         let (vq, mq) = (&vs[q * tl * cin..], &ms[q * tl * cout..]);
-                        point_product(dst, true, vq, mq, (cin, cout, tl));
+                        point_product(dst, ci > first, vq, mq, (cin, cout, tl));
                     }
                 }
+                // SAFETY: the part has at least one chunk (parts are made only for chunks),
+                // whose products wrote all A*A*n elements.
+                unsafe { du.set_len(A * A * n) };
                 du
             })
             .collect();
@@ -845,8 +948,7 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
             },
         );
         let n = cin * cout;
-        let mut du = vec![T::zero(); A * A * n];
-        du.par_chunks_mut(n).enumerate().for_each(|(q, dst)| {
+        let du = par_filled(A * A * n, n, |q, dst| {
             let (vq, mq) = (&v[q * tiles * cin..], &m[q * tiles * cout..]);
             point_product(dst, false, vq, mq, (cin, cout, tiles));
         });
