@@ -190,7 +190,16 @@ pub(super) fn matmul_into<T: WithDType>(
     rhs: &[T],
     rhs_s: (usize, usize),
 ) {
-    matmul_raw(mnk, dst, false, lhs, lhs_s, rhs, rhs_s, gemm::Parallelism::None)
+    matmul_raw(
+        mnk,
+        dst,
+        false,
+        lhs,
+        lhs_s,
+        rhs,
+        rhs_s,
+        gemm::Parallelism::None,
+    )
 }
 
 /// [`matmul_with`] on a destination that may be uninitialised: `accumulate` is only sound
@@ -270,36 +279,49 @@ fn write_zeros<T: WithDType>(dst: &mut [MaybeUninit<T>]) {
 
 /// im2col of a 3x3 'same' convolution: `(B H W, 9 Cin)`, row `(b, y, x)`, column
 /// `(ky * 3 + kx) * Cin + ci` = `x[b, y + ky - 1, x + kx - 1, ci]` (zero outside the image).
-fn im2col<T: WithDType>(x: &[T], (b, h, w, cin): (usize, usize, usize, usize)) -> Vec<T> {
+fn im2col<T: WithDType>(x: &[T], d: (usize, usize, usize, usize)) -> Vec<T> {
+    let (b, h, w, cin) = d;
     let row = 9 * cin;
     par_filled(b * h * w * row, w * row, |by, dst| {
+        im2col_pixels(x, d, by * w..(by + 1) * w, dst)
+    })
+}
+
+/// The im2col rows of pixels `pixels` (numbered `(b * H + y) * W + x`) into `dst`.
+fn im2col_pixels<T: WithDType>(
+    x: &[T],
+    (_, h, w, cin): (usize, usize, usize, usize),
+    pixels: std::ops::Range<usize>,
+    dst: &mut [MaybeUninit<T>],
+) {
+    let row = 9 * cin;
+    for (p, dst) in pixels.zip(dst.chunks_mut(row)) {
+        let (by, xo) = (p / w, p % w);
         let (bi, y) = (by / h, by % h);
-        for xo in 0..w {
-            for ky in 0..3 {
-                // Taps (ky, 0..3) are three neighbouring pixels: one copy when all are inside.
-                let d = &mut dst[xo * row + ky * 3 * cin..][..3 * cin];
-                let yy = y + ky;
-                if !(1..=h).contains(&yy) {
-                    write_zeros(d);
-                    continue;
-                }
-                let src_row = &x[(bi * h + yy - 1) * w * cin..][..w * cin];
-                if xo >= 1 && xo + 1 < w {
-                    write_from(d, &src_row[(xo - 1) * cin..][..3 * cin]);
-                    continue;
-                }
-                for kx in 0..3 {
-                    let dk = &mut d[kx * cin..][..cin];
-                    let xx = xo + kx;
-                    if (1..=w).contains(&xx) {
-                        write_from(dk, &src_row[(xx - 1) * cin..][..cin]);
-                    } else {
-                        write_zeros(dk);
-                    }
+        for ky in 0..3 {
+            // Taps (ky, 0..3) are three neighbouring pixels: one copy when all are inside.
+            let d = &mut dst[ky * 3 * cin..][..3 * cin];
+            let yy = y + ky;
+            if !(1..=h).contains(&yy) {
+                write_zeros(d);
+                continue;
+            }
+            let src_row = &x[(bi * h + yy - 1) * w * cin..][..w * cin];
+            if xo >= 1 && xo + 1 < w {
+                write_from(d, &src_row[(xo - 1) * cin..][..3 * cin]);
+                continue;
+            }
+            for kx in 0..3 {
+                let dk = &mut d[kx * cin..][..cin];
+                let xx = xo + kx;
+                if (1..=w).contains(&xx) {
+                    write_from(dk, &src_row[(xx - 1) * cin..][..cin]);
+                } else {
+                    write_zeros(dk);
                 }
             }
         }
-    })
+    }
 }
 
 /// The adjoint of [`im2col`]: `gx[b, y, x, ci]` = the sum over taps `(ky, kx)` (in that order)
@@ -405,30 +427,52 @@ fn conv_fwd<T: WithDType>(
         ConvAlgo::Direct => return direct::conv(x, w, bias, (b, h, wd, cin), cout, relu),
         _ => {}
     }
-    let m = b * h * wd;
-    let col = im2col(x, (b, h, wd, cin));
-    // y starts as the bias on every row; gemm adds col w to it.
-    let mut y = par_filled(m * cout, 1024 * cout, |_, c| {
-        for r in c.chunks_mut(cout) {
+    // In blocks of ROWS_PER_TASK output pixels (the blocks of matmul_rows), each in cache from
+    // start to end: its im2col rows, the bias, gemm adding col w to it, the ReLU. (As separate
+    // passes over the layer, the first layer's forward wrote and read 16 MB four times.)
+    let k = 9 * cin;
+    par_filled(b * h * wd * cout, ROWS_PER_TASK * cout, |i, y| {
+        let rows = y.len() / cout;
+        let mut col = Vec::with_capacity(rows * k);
+        let p0 = i * ROWS_PER_TASK;
+        im2col_pixels(x, (b, h, wd, cin), p0..p0 + rows, col.spare_capacity_mut());
+        // SAFETY: im2col_pixels wrote all rows * k elements.
+        unsafe { col.set_len(rows * k) };
+        for r in y.chunks_mut(cout) {
             write_from(r, bias);
         }
-    });
-    matmul_rows(
-        (m, cout, 9 * cin),
-        &mut y,
-        true,
-        &col,
-        (9 * cin, 1),
-        w,
-        (cout, 1),
-    );
-    if relu {
-        y = par_filled(y.len(), 1 << 14, |i, dst| {
-            let c = &y[i << 14..][..dst.len()];
-            keep_where_positive(c, c, dst);
-        });
+        // SAFETY: every element of y was just written; MaybeUninit<T> has T's layout.
+        let y = unsafe { &mut *(y as *mut [MaybeUninit<T>] as *mut [T]) };
+        let par = gemm::Parallelism::None;
+        matmul_with((rows, cout, k), y, true, &col, (k, 1), w, (cout, 1), par);
+        if relu {
+            relu_in_place(y);
+        }
+    })
+}
+
+/// `v[i] = v[i]` where positive, else `+0`: [`keep_where_positive`] in place.
+fn relu_in_place<T: WithDType>(v: &mut [T]) {
+    use std::any::TypeId;
+    macro_rules! masked {
+        ($t:ty, $u:ty) => {{
+            // SAFETY: T is $t (same TypeId): the same slice, typed.
+            let v = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<$t>(), v.len()) };
+            for e in v {
+                let mask = ((*e > 0.0) as $u).wrapping_neg();
+                *e = <$t>::from_bits(e.to_bits() & mask);
+            }
+        }};
     }
-    y
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        masked!(f32, u32)
+    } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+        masked!(f64, u64)
+    } else {
+        for e in v {
+            *e = if *e > T::zero() { *e } else { T::zero() };
+        }
+    }
 }
 
 /// `dst[i] = v[i]` where `r[i] > 0`, else `+0`: the ReLU and its backward. For f32 and f64 it
@@ -486,7 +530,8 @@ fn flipped_kernel<T: WithDType>(w: &[T], cin: usize, cout: usize) -> Vec<T> {
 }
 
 /// Local backward of [`Conv3x3`]: `(dx, dw, db)` from the input, kernel, the op's output and
-/// the gradient of that output.
+/// the gradient of that output; `dx` only if `need_dx` (not for the network's input).
+#[allow(clippy::too_many_arguments)]
 fn conv_bwd<T: WithDType>(
     x: &[T],
     w: &[T],
@@ -495,7 +540,8 @@ fn conv_bwd<T: WithDType>(
     (b, h, wd, cin, cout): (usize, usize, usize, usize, usize),
     relu: bool,
     algo: ConvAlgo,
-) -> (Vec<T>, Vec<T>, Vec<T>) {
+    need_dx: bool,
+) -> (Option<Vec<T>>, Vec<T>, Vec<T>) {
     let m = b * h * wd;
     let k = 9 * cin;
     // db: partial sums over fixed blocks of DB_ROWS pixels (in parallel), added in block order.
@@ -535,10 +581,14 @@ fn conv_bwd<T: WithDType>(
     let algo = algo.resolve(cin, cout);
     if algo == ConvAlgo::Direct {
         // dx: the 'same' convolution of g with the flipped, transposed kernel (see below).
-        let wf = flipped_kernel(w, cin, cout);
-        let zero = vec![T::zero(); cin];
         let (dx, dw) = rayon::join(
-            || direct::conv(&g, &wf, &zero, (b, h, wd, cout), cin, false),
+            || {
+                need_dx.then(|| {
+                    let wf = flipped_kernel(w, cin, cout);
+                    let zero = vec![T::zero(); cin];
+                    direct::conv(&g, &wf, &zero, (b, h, wd, cout), cin, false)
+                })
+            },
             || direct::kernel_grad(x, &g, (b, h, wd, cin), cout),
         );
         return (dx, dw, db);
@@ -546,19 +596,26 @@ fn conv_bwd<T: WithDType>(
     if algo != ConvAlgo::Im2col {
         // dx: the 'same' convolution of g with the flipped, transposed kernel (see below);
         // dw in the transform domain.
-        let wf = flipped_kernel(w, cin, cout);
         let zero = vec![T::zero(); cin];
         let d = (b, h, wd, cout);
         let (dx, dw) = if algo == ConvAlgo::WinogradF2 {
-            let u = winograd::F2.kernel(&wf, cout, cin);
             rayon::join(
-                || winograd::F2.conv(&g, &u, &zero, d, cin, false),
+                || {
+                    need_dx.then(|| {
+                        let u = winograd::F2.kernel(&flipped_kernel(w, cin, cout), cout, cin);
+                        winograd::F2.conv(&g, &u, &zero, d, cin, false)
+                    })
+                },
                 || winograd::F2.kernel_grad(x, &g, (b, h, wd, cin), cout),
             )
         } else {
-            let u = winograd::F4.kernel(&wf, cout, cin);
             rayon::join(
-                || winograd::F4.conv(&g, &u, &zero, d, cin, false),
+                || {
+                    need_dx.then(|| {
+                        let u = winograd::F4.kernel(&flipped_kernel(w, cin, cout), cout, cin);
+                        winograd::F4.conv(&g, &u, &zero, d, cin, false)
+                    })
+                },
                 || winograd::F4.kernel_grad(x, &g, (b, h, wd, cin), cout),
             )
         };
@@ -568,7 +625,9 @@ fn conv_bwd<T: WithDType>(
     // dw (9 Cin x Cout) = col^T g.
     let mut dw = vec![T::zero(); k * cout];
     matmul_inner_split((k, cout, m), &mut dw, &col, (1, k), &g, (cout, 1));
-    let dx = if cout <= 2 * cin {
+    let dx = if !need_dx {
+        None
+    } else if cout <= 2 * cin {
         // The adjoint of a stride-1 'same' 3x3 convolution is the 'same' convolution of g with
         // the flipped, transposed kernel: wf[(8 - t) * Cout + co, ci] = w[t * Cin + ci, co]
         // for tap t = ky * 3 + kx. One im2col of g and one gemm with K = 9 Cout.
@@ -585,12 +644,12 @@ fn conv_bwd<T: WithDType>(
             &wf,
             (cin, 1),
         );
-        dx
+        Some(dx)
     } else {
         // Few input channels (the first layer): dcol (M x 9 Cin) = g w^T, written over col, then
         // folded back onto the pixels; smaller than g's im2col.
         matmul_rows((m, k, cout), &mut col, false, &g, (cout, 1), w, (1, cout));
-        col2im(&col, (b, h, wd, cin))
+        Some(col2im(&col, (b, h, wd, cin)))
     };
     (dx, dw, db)
 }
@@ -650,18 +709,21 @@ impl CustomOp3 for Conv3x3 {
             grad: &Tensor,
         ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
             let d = conv_dims(x.shape(), w.shape(), b.shape())?;
+            // No input gradient for an input that no gradient flows to (the network's input).
+            let need_dx = x.track_op();
             let (dx, dw, db) = with_data::<T, _>(x, |xs| {
                 with_data::<T, _>(w, |ws| {
                     with_data::<T, _>(res, |rs| {
                         with_data::<T, _>(grad, |gs| {
-                            Ok(conv_bwd(xs, ws, rs, gs, d, op.relu, op.algo))
+                            Ok(conv_bwd(xs, ws, rs, gs, d, op.relu, op.algo, need_dx))
                         })
                     })
                 })
             })?;
             let dev = x.device();
             Ok((
-                Some(Tensor::from_vec(dx, x.shape(), dev)?),
+                dx.map(|dx| Tensor::from_vec(dx, x.shape(), dev))
+                    .transpose()?,
                 Some(Tensor::from_vec(dw, w.shape(), dev)?),
                 Some(Tensor::from_vec(db, b.shape(), dev)?),
             ))
@@ -1042,6 +1104,38 @@ mod tests {
     }
 
     #[test]
+    fn no_input_gradient_for_an_untracked_input_and_the_same_kernel_gradient() {
+        // Every algorithm skips dx when the input is a plain tensor (the network's input); the
+        // kernel and bias gradients are those of a tracked input.
+        for (cin, cout, algo) in [
+            (1, 8, ConvAlgo::Im2col),
+            (16, 16, ConvAlgo::WinogradF4),
+            (16, 16, ConvAlgo::WinogradF2),
+            (32, 1, ConvAlgo::Direct),
+        ] {
+            let xv = rand_var(&[2, 8, 8, cin], 1);
+            let x = xv.as_tensor().detach();
+            assert!(!x.track_op());
+            let w = rand_var(&[9 * cin, cout], 2);
+            let b = rand_var(&[cout], 3);
+            let r = rand_var(&[2, 8, 8, cout], 4);
+            let loss = |x: &Tensor| {
+                (conv3x3_with(x, &w, &b, true, algo).unwrap() * r.as_tensor())
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+            };
+            let tracked = loss(xv.as_tensor()).backward().unwrap();
+            let plain = loss(&x).backward().unwrap();
+            assert!(tracked.get(&xv).is_some() && plain.get(&x).is_none());
+            for v in [&w, &b] {
+                let e = max_abs_diff(tracked.get(v).unwrap(), plain.get(v).unwrap());
+                assert!(e == 0.0, "{algo:?}: gradient differs by {e}");
+            }
+        }
+    }
+
+    #[test]
     fn conv3x3_gradients_match_finite_differences() {
         for (cin, cout) in [(2, 3), (1, 4)] {
             for relu in [false, true] {
@@ -1141,8 +1235,13 @@ mod tests {
     #[test]
     fn winograd_f32_is_accurate_and_independent_of_threads() {
         // The second shape has many tiles per weight: its kernel gradient is summed chunk by
-        // chunk in fixed partial sums (winograd::Wino::kernel_grad_chunked).
-        for (shape, cout) in [([3, 12, 10, 24], 32), ([4, 40, 36, 5], 6)] {
+        // chunk in fixed partial sums (winograd::Wino::kernel_grad_chunked); the third more
+        // kernel elements than the kernel transforms take per task (winograd::KERNEL_COLUMNS).
+        for (shape, cout) in [
+            ([3, 12, 10, 24], 32),
+            ([4, 40, 36, 5], 6),
+            ([2, 9, 7, 40], 33),
+        ] {
             f32_conv_against_f64(shape, cout);
         }
     }
