@@ -803,12 +803,10 @@ fn pool_fwd<T: WithDType>(x: &[T], (b, h, w, c): (usize, usize, usize, usize)) -
 
 fn pool_bwd<T: WithDType>(x: &[T], g: &[T], (b, h, w, c): (usize, usize, usize, usize)) -> Vec<T> {
     let (h2, w2) = (h / 2, w / 2);
-    // Output row (bi, y) owns input rows 2y and 2y + 1 of image bi: one contiguous chunk, zeroed
-    // by its task, then each window's winner set.
+    // Output row (bi, y) owns input rows 2y and 2y + 1 of image bi: one contiguous chunk, each
+    // element written once (the gradient at the window's winner, zero at the other three; a
+    // zero fill first and then the winners was a second pass over the layer).
     par_filled(b * h * w * c, 2 * w * c, |by, dst| {
-        for e in dst.iter_mut() {
-            e.write(T::zero());
-        }
         let (bi, y) = (by / h2, by % h2);
         let base = (bi * h + 2 * y) * w * c;
         for xo in 0..w2 {
@@ -817,7 +815,11 @@ fn pool_bwd<T: WithDType>(x: &[T], g: &[T], (b, h, w, c): (usize, usize, usize, 
             let gr = &g[((bi * h2 + y) * w2 + xo) * c..][..c];
             for ch in 0..c {
                 let k = pool_winner([a[ch], bb[ch], cc[ch], d[ch]]);
-                dst[offs[k] - base + ch].write(gr[ch]);
+                // An indexed pick, not a branch (which the data would mispredict).
+                let pick = [T::zero(), gr[ch]];
+                for (j, o) in offs.iter().enumerate() {
+                    dst[o - base + ch].write(pick[(j == k) as usize]);
+                }
             }
         }
     })
@@ -877,12 +879,15 @@ fn up_bwd<T: WithDType>(g: &[T], (b, h, w, c): (usize, usize, usize, usize)) -> 
     let w2 = 2 * w;
     par_filled(b * h * w * c, w * c, |by, dst| {
         let (bi, y) = (by / h, by % h);
-        for x in 0..w {
-            for ch in 0..c {
-                let at = |dy: usize, dx: usize| {
-                    g[((bi * 2 * h + 2 * y + dy) * w2 + 2 * x + dx) * c + ch]
-                };
-                dst[x * c + ch].write(at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1));
+        // The two source rows of this output row; pixel 2x + dx of each.
+        let r0 = &g[(bi * 2 * h + 2 * y) * w2 * c..][..w2 * c];
+        let r1 = &g[(bi * 2 * h + 2 * y + 1) * w2 * c..][..w2 * c];
+        for (x, out) in dst.chunks_mut(c).enumerate() {
+            let (a, b) = (&r0[2 * x * c..][..2 * c], &r1[2 * x * c..][..2 * c]);
+            let (a0, a1) = a.split_at(c);
+            let (b0, b1) = b.split_at(c);
+            for (ch, o) in out.iter_mut().enumerate() {
+                o.write(a0[ch] + a1[ch] + b0[ch] + b1[ch]);
             }
         }
     })
