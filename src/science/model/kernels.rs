@@ -453,63 +453,46 @@ fn conv_fwd<T: WithDType>(
 
 /// `v[i] = v[i]` where positive, else `+0`: [`keep_where_positive`] in place.
 fn relu_in_place<T: WithDType>(v: &mut [T]) {
-    use std::any::TypeId;
-    macro_rules! masked {
-        ($t:ty, $u:ty) => {{
-            // SAFETY: T is $t (same TypeId): the same slice, typed.
-            let v = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<$t>(), v.len()) };
-            for e in v {
-                let mask = ((*e > 0.0) as $u).wrapping_neg();
-                *e = <$t>::from_bits(e.to_bits() & mask);
-            }
-        }};
-    }
-    if TypeId::of::<T>() == TypeId::of::<f32>() {
-        masked!(f32, u32)
-    } else if TypeId::of::<T>() == TypeId::of::<f64>() {
-        masked!(f64, u64)
-    } else {
-        for e in v {
-            *e = if *e > T::zero() { *e } else { T::zero() };
-        }
+    for e in v {
+        *e = kept_if_positive(*e, *e);
     }
 }
 
-/// `dst[i] = v[i]` where `r[i] > 0`, else `+0`: the ReLU and its backward. For f32 and f64 it
-/// is a bit mask: written as a select, it compiled to a branch that ReLU data mispredicts
-/// about half the time (6 ns per element, 7x the masked loop; about a tenth of a training
-/// step). NaN in `r` counts as not positive, as in the select.
+/// `dst[i] = v[i]` where `r[i] > 0`, else `+0`: the ReLU and its backward. NaN in `r` counts as
+/// not positive.
 fn keep_where_positive<T: WithDType>(r: &[T], v: &[T], dst: &mut [MaybeUninit<T>]) {
-    use std::any::TypeId;
     assert!(r.len() == dst.len() && v.len() == dst.len());
-    macro_rules! masked {
-        ($t:ty, $u:ty) => {{
-            // SAFETY: T is $t (same TypeId), so the three slices are slices of $t with the same
-            // lengths and layout.
-            let (r, v, dst) = unsafe {
-                (
-                    std::slice::from_raw_parts(r.as_ptr().cast::<$t>(), r.len()),
-                    std::slice::from_raw_parts(v.as_ptr().cast::<$t>(), v.len()),
-                    std::slice::from_raw_parts_mut(
-                        dst.as_mut_ptr().cast::<MaybeUninit<$t>>(),
-                        dst.len(),
-                    ),
-                )
-            };
-            for ((d, r), v) in dst.iter_mut().zip(r).zip(v) {
-                let mask = ((*r > 0.0) as $u).wrapping_neg();
-                d.write(<$t>::from_bits(v.to_bits() & mask));
-            }
-        }};
+    for ((d, r), v) in dst.iter_mut().zip(r).zip(v) {
+        d.write(kept_if_positive(*r, *v));
     }
+}
+
+/// `v` if `r > 0`, else `+0` (NaN `r` counts as not positive, as in the select). For f32 and
+/// f64 a bit mask: written as a select, it compiled to a branch that ReLU data mispredicts
+/// about half the time (6 ns per element, 7x the masked loop; about a tenth of a training
+/// step). The type tests are resolved at compile time.
+#[inline(always)]
+fn kept_if_positive<T: WithDType>(r: T, v: T) -> T {
+    use std::any::TypeId;
+    use std::mem::transmute_copy;
     if TypeId::of::<T>() == TypeId::of::<f32>() {
-        masked!(f32, u32)
-    } else if TypeId::of::<T>() == TypeId::of::<f64>() {
-        masked!(f64, u64)
-    } else {
-        for ((d, r), v) in dst.iter_mut().zip(r).zip(v) {
-            d.write(if *r > T::zero() { *v } else { T::zero() });
+        // SAFETY: T is f32 (same TypeId), so these copies reinterpret a value as itself.
+        unsafe {
+            let (r, v): (f32, f32) = (transmute_copy(&r), transmute_copy(&v));
+            let mask = ((r > 0.0) as u32).wrapping_neg();
+            transmute_copy(&f32::from_bits(v.to_bits() & mask))
         }
+    } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+        // SAFETY: T is f64, as above.
+        unsafe {
+            let (r, v): (f64, f64) = (transmute_copy(&r), transmute_copy(&v));
+            let mask = ((r > 0.0) as u64).wrapping_neg();
+            transmute_copy(&f64::from_bits(v.to_bits() & mask))
+        }
+    } else if r > T::zero() {
+        v
+    } else {
+        T::zero()
     }
 }
 
@@ -527,6 +510,30 @@ fn flipped_kernel<T: WithDType>(w: &[T], cin: usize, cout: usize) -> Vec<T> {
             }
         }
     })
+}
+
+/// `(dx, dw)` of a convolution by Winograd algorithm `wino`, given the gradient `g` of its
+/// pre-activation output: dx (if `need_dx`) is the 'same' convolution of g with the flipped,
+/// transposed kernel (see [`conv_bwd`]), dw is computed in the transform domain; the two in
+/// parallel.
+fn winograd_bwd<T: WithDType, P: winograd::Points<M, A>, const M: usize, const A: usize>(
+    wino: &winograd::Wino<P, M, A>,
+    x: &[T],
+    w: &[T],
+    g: &[T],
+    (b, h, wd, cin, cout): (usize, usize, usize, usize, usize),
+    need_dx: bool,
+) -> (Option<Vec<T>>, Vec<T>) {
+    rayon::join(
+        || {
+            need_dx.then(|| {
+                let u = wino.kernel(&flipped_kernel(w, cin, cout), cout, cin);
+                let zero = vec![T::zero(); cin];
+                wino.conv(g, &u, &zero, (b, h, wd, cout), cin, false)
+            })
+        },
+        || wino.kernel_grad(x, g, (b, h, wd, cin), cout),
+    )
 }
 
 /// Local backward of [`Conv3x3`]: `(dx, dw, db)` from the input, kernel, the op's output and
@@ -594,30 +601,11 @@ fn conv_bwd<T: WithDType>(
         return (dx, dw, db);
     }
     if algo != ConvAlgo::Im2col {
-        // dx: the 'same' convolution of g with the flipped, transposed kernel (see below);
-        // dw in the transform domain.
-        let zero = vec![T::zero(); cin];
-        let d = (b, h, wd, cout);
+        let dims = (b, h, wd, cin, cout);
         let (dx, dw) = if algo == ConvAlgo::WinogradF2 {
-            rayon::join(
-                || {
-                    need_dx.then(|| {
-                        let u = winograd::F2.kernel(&flipped_kernel(w, cin, cout), cout, cin);
-                        winograd::F2.conv(&g, &u, &zero, d, cin, false)
-                    })
-                },
-                || winograd::F2.kernel_grad(x, &g, (b, h, wd, cin), cout),
-            )
+            winograd_bwd(&winograd::F2, x, w, &g, dims, need_dx)
         } else {
-            rayon::join(
-                || {
-                    need_dx.then(|| {
-                        let u = winograd::F4.kernel(&flipped_kernel(w, cin, cout), cout, cin);
-                        winograd::F4.conv(&g, &u, &zero, d, cin, false)
-                    })
-                },
-                || winograd::F4.kernel_grad(x, &g, (b, h, wd, cin), cout),
-            )
+            winograd_bwd(&winograd::F4, x, w, &g, dims, need_dx)
         };
         return (dx, dw, db);
     }

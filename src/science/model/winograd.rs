@@ -74,7 +74,7 @@ pub trait Points<const M: usize, const A: usize>: Send + Sync + 'static {
         out: &mut [[T; CB]],
         o: (usize, usize),
     ) {
-        tr_in(&cast(&Self::BT), s, st, out, o)
+        tr_rows(&cast(&Self::BT), s, st, out, o)
     }
 
     /// `out[i * os + oo] = sum_k AT[i][k] s[k * st + so]`: the output transform along one
@@ -86,7 +86,7 @@ pub trait Points<const M: usize, const A: usize>: Send + Sync + 'static {
         out: &mut [[T; CB]],
         o: (usize, usize),
     ) {
-        tr_out(&cast(&Self::AT), s, st, out, o)
+        tr_rows(&cast(&Self::AT), s, st, out, o)
     }
 
     /// `out[i * os + oo] = sum_k AT[k][i] s[k * st + so]`: the output-gradient transform (the
@@ -98,7 +98,7 @@ pub trait Points<const M: usize, const A: usize>: Send + Sync + 'static {
         out: &mut [[T; CB]],
         o: (usize, usize),
     ) {
-        tr_grad::<T, M, A>(&transposed(&Self::AT), s, st, out, o)
+        tr_rows::<T, A, M>(&transposed(&Self::AT), s, st, out, o)
     }
 }
 
@@ -329,49 +329,20 @@ fn comb<T: WithDType, const K: usize>(
     acc
 }
 
-/// `out[i * os + oo] = sum_k bt[i][k] s[k * st + so]` for `i, k < A`: the input transform along
-/// one dimension, for any matrix (F(4x4, 3x3) has its own, factored: these loops compiled to a
-/// run-time test of every coefficient and a multiply-add for each, see [`F4Points`]).
+/// `out[i * os + oo] = sum_k mat[i][k] s[k * st + so]` for `i < R`, `k < K`: a transform along
+/// one dimension by the rows of any matrix (F(4x4, 3x3) has its own, factored: these loops
+/// compiled to a run-time test of every coefficient and a multiply-add for each, see
+/// [`F4Points`]).
 #[inline(always)]
-fn tr_in<T: WithDType, const A: usize>(
-    bt: &[[T; A]; A],
+fn tr_rows<T: WithDType, const R: usize, const K: usize>(
+    mat: &[[T; K]; R],
     s: &[[T; CB]],
     (st, so): (usize, usize),
     out: &mut [[T; CB]],
     (os, oo): (usize, usize),
 ) {
-    for i in 0..A {
-        out[i * os + oo] = comb(&bt[i], s, st, so);
-    }
-}
-
-/// `out[i * os + oo] = sum_k at[i][k] s[k * st + so]` for `i < M`, `k < A`: the output
-/// transform along one dimension.
-#[inline(always)]
-fn tr_out<T: WithDType, const M: usize, const A: usize>(
-    at: &[[T; A]; M],
-    s: &[[T; CB]],
-    (st, so): (usize, usize),
-    out: &mut [[T; CB]],
-    (os, oo): (usize, usize),
-) {
-    for i in 0..M {
-        out[i * os + oo] = comb(&at[i], s, st, so);
-    }
-}
-
-/// `out[i * os + oo] = sum_k a[i][k] s[k * st + so]` for `i < A`, `k < M` (`a = A`, the
-/// transpose of `A^T`): the output-gradient transform along one dimension.
-#[inline(always)]
-fn tr_grad<T: WithDType, const M: usize, const A: usize>(
-    a: &[[T; M]; A],
-    s: &[[T; CB]],
-    (st, so): (usize, usize),
-    out: &mut [[T; CB]],
-    (os, oo): (usize, usize),
-) {
-    for i in 0..A {
-        out[i * os + oo] = comb(&a[i], s, st, so);
+    for (i, row) in mat.iter().enumerate() {
+        out[i * os + oo] = comb(row, s, st, so);
     }
 }
 
@@ -863,20 +834,47 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
             let (vp, up) = (&v[p * tiles * cin..], &u[p * cin * cout..]);
             forward_product(zp, vp, up, (tiles, cin, cout));
         });
-        let n = b * h * w * cout;
+        let d = (b, h, w, cout);
+        self.by_output_chunks(
+            d,
+            rpc,
+            || (),
+            |_, r, ys| {
+                let zc = &z[r.start * ntx * cout..];
+                output_tiles_d::<T, M, A, P>(zc, tiles * cout, bias, relu, d, r, ys);
+            },
+        )
+    }
+
+    /// The `(B, H, W, c)` output of a convolution, written chunk by chunk in parallel: `f`
+    /// gets a scratch value from `init` (one per rayon split), chunk `ci`'s tile rows `r`
+    /// (`rpc` per chunk) and the output elements of their pixel rows, all of which it must
+    /// write.
+    fn by_output_chunks<T: WithDType, S>(
+        &self,
+        (b, h, w, c): Dims,
+        rpc: usize,
+        init: impl Fn() -> S + Sync + Send,
+        f: impl Fn(&mut S, std::ops::Range<usize>, &mut [MaybeUninit<T>]) + Sync + Send,
+    ) -> Vec<T> {
+        let nty = grid::<M>(h, w).0;
+        let rows = b * nty;
+        let n = b * h * w * c;
         let mut y: Vec<T> = Vec::with_capacity(n);
         let out = SendPtr(y.spare_capacity_mut().as_mut_ptr());
-        let pixel_row = |r: usize| (r / nty * h + (r % nty * M).min(h)) * w * cout;
-        (0..rows.div_ceil(rpc)).into_par_iter().for_each(|ci| {
-            let r = ci * rpc..((ci + 1) * rpc).min(rows);
-            let (lo, hi) = (pixel_row(r.start), pixel_row(r.end));
-            // SAFETY: as in conv_chunked: chunk ci owns output elements [lo, hi) and
-            // output_tiles writes every one of them.
-            let ys = unsafe { std::slice::from_raw_parts_mut(out.get().add(lo), hi - lo) };
-            let zc = &z[r.start * ntx * cout..];
-            output_tiles_d::<T, M, A, P>(zc, tiles * cout, bias, relu, (b, h, w, cout), r, ys);
-        });
-        // SAFETY: the chunks wrote all n elements (see conv_chunked).
+        let pixel_row = |r: usize| (r / nty * h + (r % nty * M).min(h)) * w * c;
+        (0..rows.div_ceil(rpc))
+            .into_par_iter()
+            .for_each_init(init, |s, ci| {
+                let r = ci * rpc..((ci + 1) * rpc).min(rows);
+                let (lo, hi) = (pixel_row(r.start), pixel_row(r.end));
+                // SAFETY: chunk ci owns output elements [lo, hi) (its tile rows' pixel rows,
+                // disjoint between chunks and inside the n reserved elements).
+                let ys = unsafe { std::slice::from_raw_parts_mut(out.get().add(lo), hi - lo) };
+                f(s, r, ys);
+            });
+        // SAFETY: the chunks cover tile rows 0..rows, i.e. every pixel row of every image, and
+        // f wrote all their elements; T is a plain number type.
         unsafe { y.set_len(n) };
         y
     }
@@ -895,14 +893,12 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
         let (nty, ntx) = grid::<M>(h, w);
         let rows = b * nty;
         let rpc = rows_per_chunk::<T, A>(ntx, rows, cin, cout);
-        let n = b * h * w * cout;
-        let mut y: Vec<T> = Vec::with_capacity(n);
-        let out = SendPtr(y.spare_capacity_mut().as_mut_ptr());
-        let pixel_row = |r: usize| (r / nty * h + (r % nty * M).min(h)) * w * cout;
-        (0..rows.div_ceil(rpc)).into_par_iter().for_each_init(
+        let d = (b, h, w, cout);
+        self.by_output_chunks(
+            d,
+            rpc,
             || (Vec::<MaybeUninit<T>>::new(), Vec::<MaybeUninit<T>>::new()),
-            |(v, z), ci| {
-                let r = ci * rpc..((ci + 1) * rpc).min(rows);
+            |(v, z), r, ys| {
                 let tl = r.len() * ntx;
                 v.resize(A * A * tl * cin, MaybeUninit::uninit());
                 z.resize(A * A * tl * cout, MaybeUninit::uninit());
@@ -921,18 +917,10 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
                 }
                 // SAFETY: the products wrote every point, tile and channel of the chunk.
                 let z = unsafe { assume_init(z, A * A * tl * cout) };
-                let (lo, hi) = (pixel_row(r.start), pixel_row(r.end));
-                // SAFETY: chunk ci owns output elements [lo, hi) (its tile rows' pixel rows,
-                // disjoint between chunks and inside the n reserved elements), and output_tiles
-                // writes every one of them (tiles cover all pixels).
-                let ys = unsafe { std::slice::from_raw_parts_mut(out.get().add(lo), hi - lo) };
-                output_tiles_d::<T, M, A, P>(z, tl * cout, bias, relu, (b, h, w, cout), r, ys);
+                // output_tiles writes every pixel of the chunk's tile rows (tiles cover all).
+                output_tiles_d::<T, M, A, P>(z, tl * cout, bias, relu, d, r, ys);
             },
-        );
-        // SAFETY: the chunks wrote all n elements (they cover tile rows 0..rows, i.e. every
-        // pixel row of every image), and T is a plain number type.
-        unsafe { y.set_len(n) };
-        y
+        )
     }
 
     /// The kernel gradient of the convolution `x` `(B, H, W, Cin)` -> `(B, H, W, Cout)` given the
