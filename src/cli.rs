@@ -1,19 +1,19 @@
 //! The command line: parses arguments, wires the recipe catalog into the engine (this is the only
 //! module that sees both), runs the command and maps errors to the documented exit codes.
 
-use crate::catalog::Catalog;
-use crate::error::{Error, Result};
-use crate::executor::{Executor, LocalExecutor};
-use crate::graph::Graph;
-use crate::job::{JobSpec, RecipeRef};
-use crate::lock::StudyLock;
-use crate::progress::Reporter;
-use crate::recipes::Builtins;
-use crate::scheduler::{self, Action, Options, Planner};
-use crate::slurm_executor::{self, SlurmExecutor};
-use crate::store::Store;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
+use studymake_engine::catalog::Catalog;
+use studymake_engine::error::{Error, Result};
+use studymake_engine::executor::{Executor, LocalExecutor};
+use studymake_engine::graph::Graph;
+use studymake_engine::job::{JobSpec, RecipeRef};
+use studymake_engine::lock::StudyLock;
+use studymake_engine::progress::Reporter;
+use studymake_engine::scheduler::{self, Action, Options, Planner};
+use studymake_engine::slurm_executor::{self, SlurmExecutor};
+use studymake_engine::store::Store;
+use studymake_study::Builtins;
 
 const AFTER_HELP: &str = "\
 Targets: `all` (the default), a target (`gs2_hybrid/model`), a condition (`gs2_hybrid`: all its
@@ -165,17 +165,15 @@ fn run(cli: Cli) -> Result<i32> {
         json,
     }) = &cli.command
     {
-        let report = crate::science::compare::compare(
+        let text = studymake_study::compare::compare(
             reconstruction,
             ground_truth,
             key.as_deref(),
             *register,
-        )?;
-        if *json {
-            println!("{}", report.to_json());
-        } else {
-            print!("{}", report.to_table());
-        }
+            *json,
+        )
+        .map_err(Error::from)?;
+        print!("{text}");
         return Ok(0);
     }
     let catalog = Builtins::new();
@@ -211,7 +209,7 @@ fn run(cli: Cli) -> Result<i32> {
             let graph = load(g, &catalog, remembered_profile(g)?)?;
             let selected = graph.select(targets)?;
             let t0 = std::time::Instant::now();
-            let audit = crate::verify::verify(&graph, &catalog, &selected, *fast)?;
+            let audit = studymake_engine::verify::verify(&graph, &catalog, &selected, *fast)?;
             if *json {
                 println!(
                     "{}",
@@ -254,14 +252,14 @@ fn run(cli: Cli) -> Result<i32> {
 }
 
 /// The Studyfile named by `-f`, parsed.
-fn load_studyfile(g: &Global) -> Result<crate::studyfile::Studyfile> {
+fn load_studyfile(g: &Global) -> Result<studymake_engine::studyfile::Studyfile> {
     if !g.file.exists() {
         return Err(Error::Usage(format!(
             "{}: no such Studyfile (give one with -f FILE; Studyfile.example shows the format)",
             g.file.display()
         )));
     }
-    crate::studyfile::Studyfile::load(&g.file)
+    studymake_engine::studyfile::Studyfile::load(&g.file)
 }
 
 fn load(g: &Global, catalog: &dyn Catalog, profile: Option<String>) -> Result<Graph> {
@@ -273,7 +271,7 @@ fn remembered_profile(g: &Global) -> Result<Option<String>> {
     if g.profile.is_some() {
         return Ok(g.profile.clone());
     }
-    let Ok(sf) = crate::studyfile::Studyfile::load(&g.file) else {
+    let Ok(sf) = studymake_engine::studyfile::Studyfile::load(&g.file) else {
         return Ok(None);
     };
     let Ok(out) = Graph::out_dir_of(&sf) else {
@@ -308,14 +306,14 @@ fn build_command(g: &Global, catalog: &Builtins, targets: &[String]) -> Result<i
     let state_dir = out_dir.join(".studymake");
     let lock = StudyLock::acquire(&state_dir, g.wait)?;
     let studyfile = std::path::absolute(&sf.path).map_err(|e| Error::io(&sf.path, e))?;
-    let context = crate::stamp::context(
+    let context = studymake_engine::stamp::context(
         catalog,
         &studyfile,
         sf.source.as_bytes(),
         g.profile.as_deref(),
         targets,
     );
-    if let Some(n) = crate::stamp::check(&state_dir, &context) {
+    if let Some(n) = studymake_engine::stamp::check(&state_dir, &context) {
         tracing::debug!(
             "stamp: nothing changed, checked in {:.1} ms",
             t0.elapsed().as_secs_f64() * 1e3
@@ -354,7 +352,7 @@ fn build(
     targets: &[String],
     _lock: StudyLock,
     store: Store,
-    context: &crate::key::Digest,
+    context: &studymake_engine::key::Digest,
 ) -> Result<i32> {
     let selected = graph.select(targets)?;
     let reclaimed = store.reclaim_scratch()?;
@@ -368,7 +366,7 @@ fn build(
     let profile_path = store.dir.join("profile");
     let profile = graph.profile.clone().unwrap_or_default();
     if std::fs::read_to_string(&profile_path).ok().as_deref() != Some(profile.as_str()) {
-        crate::store::write_atomic(&profile_path, profile.as_bytes())?;
+        studymake_engine::store::write_atomic(&profile_path, profile.as_bytes())?;
     }
     scheduler::install_signal_handlers();
     let slurm = executor_kind(graph, g)? == "slurm";
@@ -431,14 +429,18 @@ fn build(
 /// After a build that left every selected target fresh: the stamp that lets the next no-op run
 /// end without the full check (see `stamp.rs`). It vouches with the records' stats, the ones the
 /// full check compares, and for source files with stats taken before re-reading them.
-fn write_stamp(planner: &Planner, selected: &[usize], context: &crate::key::Digest) -> Result<()> {
+fn write_stamp(
+    planner: &Planner,
+    selected: &[usize],
+    context: &studymake_engine::key::Digest,
+) -> Result<()> {
     let graph = planner.graph;
     let state_dir = planner.store.dir.clone();
     let mut paths = Vec::new();
     for &i in selected {
         let t = &graph.targets[i];
         let Some(rec) = planner.store.record(&t.name) else {
-            return crate::stamp::remove(&state_dir);
+            return studymake_engine::stamp::remove(&state_dir);
         };
         let dest = graph.output_path(i);
         let mut dirs = std::collections::BTreeSet::new();
@@ -463,20 +465,20 @@ fn write_stamp(planner: &Planner, selected: &[usize], context: &crate::key::Dige
         }
         for d in dirs {
             let p = dest.join(&d);
-            match crate::store::stat(&p) {
+            match studymake_engine::store::stat(&p) {
                 Ok(st) => paths.push((p, st)),
-                Err(_) => return crate::stamp::remove(&state_dir),
+                Err(_) => return studymake_engine::stamp::remove(&state_dir),
             }
         }
     }
     for (p, d) in planner.sources() {
-        let st = crate::store::stat(p);
-        match (st, crate::key::digest_file(p)) {
+        let st = studymake_engine::store::stat(p);
+        match (st, studymake_engine::key::digest_file(p)) {
             (Ok(st), Ok(now)) if now == *d => paths.push((p.clone(), st)),
-            _ => return crate::stamp::remove(&state_dir),
+            _ => return studymake_engine::stamp::remove(&state_dir),
         }
     }
-    crate::stamp::write(&state_dir, context, selected.len(), paths)
+    studymake_engine::stamp::write(&state_dir, context, selected.len(), paths)
 }
 
 /// Jobs in flight at once on Slurm when `-j` is not given.
@@ -550,7 +552,7 @@ fn dry_run(graph: &Graph, g: &Global, targets: &[String]) -> Result<i32> {
                         .join(".studymake")
                         .join("tmp")
                         .join(t.name.replace('/', "~"));
-                    let job = crate::executor::Job {
+                    let job = studymake_engine::executor::Job {
                         index: *i,
                         target: t.name.clone(),
                         kind: t.kind.clone(),
@@ -693,12 +695,12 @@ fn clean(graph: &Graph, g: &Global, targets: &[String], cache: bool) -> Result<i
             continue;
         }
         if std::fs::symlink_metadata(&p).is_ok() {
-            crate::store::remove_path(&p)?;
+            studymake_engine::store::remove_path(&p)?;
             removed += 1;
         }
         let log = scheduler::log_path(graph, t);
         if inside_study(&graph.out_dir, &log) {
-            crate::store::remove_path(&log)?;
+            studymake_engine::store::remove_path(&log)?;
         }
         store.forget(&t.name)?;
     }
@@ -721,10 +723,10 @@ fn clean(graph: &Graph, g: &Global, targets: &[String], cache: bool) -> Result<i
 /// The hidden worker: build one target from its spec.
 fn worker(spec_path: &Path) -> Result<i32> {
     let spec = JobSpec::load(spec_path)?;
-    print!("{}", crate::executor::log_header(&spec));
+    print!("{}", studymake_engine::executor::log_header(&spec));
     match &spec.recipe {
         RecipeRef::Builtin { .. } => Builtins::new().run_job(&spec)?,
-        RecipeRef::Command { .. } => crate::executor::run_command(&spec)?,
+        RecipeRef::Command { .. } => studymake_engine::executor::run_command(&spec)?,
     }
     Ok(0)
 }

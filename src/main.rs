@@ -1,5 +1,7 @@
 //! The studymake binary: parse the command line, run, exit with the documented code.
 
+mod cli;
+
 fn main() {
     // A closed pipe (`studymake status | head`) ends the program quietly, as it does for other
     // command-line tools, instead of panicking on the next print.
@@ -11,5 +13,5 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    std::process::exit(studymake::cli::main());
+    std::process::exit(cli::main());
 }

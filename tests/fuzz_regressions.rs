@@ -6,11 +6,11 @@
 use ndarray::{arr0, Array1, Array2, Array3, Ix0, Ix1, Ix2, Ix3, IxDyn};
 use num_complex::{Complex32, Complex64};
 use std::path::{Path, PathBuf};
-use studymake::graph::Graph;
-use studymake::recipes::Builtins;
-use studymake::science::dataset::{Dataset, DatasetSummary};
-use studymake::science::npy::{self, NpzFile, NpzOut};
-use studymake::studyfile::Studyfile;
+use studymake_engine::graph::Graph;
+use studymake_engine::studyfile::Studyfile;
+use studymake_science::dataset::{Dataset, DatasetSummary};
+use studymake_science::npy::{self, NpzFile, NpzOut};
+use studymake_study::Builtins;
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")

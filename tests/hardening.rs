@@ -24,7 +24,10 @@ fn published_digests(s: &Study) -> HashSet<String> {
 }
 
 fn digest_of(path: &Path) -> String {
-    studymake::store::Store::hash_output(path).unwrap().0.hex()
+    studymake_engine::store::Store::hash_output(path)
+        .unwrap()
+        .0
+        .hex()
 }
 
 /// 50 builds killed with SIGKILL at seeded random moments, each followed by a rerun to

@@ -1,0 +1,412 @@
+//! The physics-informed neural network (reference section 7): training without labels and
+//! prediction of object patches.
+//!
+//! * [`network`]: encoder and decoders.
+//! * [`kernels`]: convolution, pooling and upsampling as candle custom ops with their local
+//!   backward passes.
+//! * [`winograd`]: the Winograd F(4x4, 3x3) convolution the kernels use for layers with 16 or
+//!   more channels in and out (forward, input gradient and kernel gradient).
+//! * [`physics`]: reassembly, probe, centred far field (differentiable, constant operators).
+//! * [`groups`]: the grouped, normalised view of a dataset.
+//! * [`pinn`]: the model, the Poisson loss and training.
+//! * [`adam`]: candle-nn's AdamW stepped on parameter groups in parallel.
+//! * [`artifact`]: the saved model directory.
+//!
+//! Simplifications (reference 7.6), stated once: `probe_big` False (the decoders emit the
+//! central `N/2 x N/2` of each patch; the canvas border stays zero), the amplitude head has C
+//! channels (as at PtychoPINN HEAD), each decoder head is one 3x3 conv on all `32f` channels of
+//! the last decoder block, max pooling sends the gradient to the first maximum of each window.
+//!
+//! Cost (measured with `bench/train.sh`, N = 64, batch 16, 2 threads, on a 2-core machine
+//! whose speed drifts by 30-40%; see bench/README.md): one training step (forward, backward,
+//! Adam) costs about 0.24-0.26 CPU-seconds per batch at gridsize 1 and 0.29-0.34 at gridsize 2
+//! with `n_filters_scale` 1, 0.59-0.65 and 0.68-0.77 at 2 (111-121, 73-87, 46-51 and 37-41
+//! groups/s); peak RSS 0.15-0.37 GiB. About 55% of it is gemm (the Winograd products,
+//! AVX-512 where the CPU has it), a sixth the Winograd transforms; the thread that drives
+//! candle's autodiff is busy alone for about 3% of it (see [`adam`] and vendor/README.md for
+//! how that was brought down).
+//!
+//! Profiles (at `n_filters_scale` 1): quick (512 patterns, 5 epochs) and default (1024
+//! patterns, 15 epochs); see bench/README.md for measured times per model. The reference size
+//! (5000 images, 50 epochs, `n_filters_scale` 2) is about 300 batches x 0.33 s x 50 = 1.4 hours
+//! per model on 2 cores; this is GPU work. The code runs on candle's CPU device only (no
+//! `cuda` feature is declared: the tensors are created on `Device::Cpu` throughout).
+//!
+//! Reproducibility: weights, shuffling and the validation split follow the seed only, so two
+//! trainings with the same seed on the same machine and thread count give identical weights
+//! (tested). The convolutions split their work by shape only (their results do not depend on
+//! the thread count), but candle's own matrix products in the physics layer use gemm's
+//! threading, whose blocking depends on the thread count and the CPU: across those, weights
+//! agree only to rounding.
+
+pub mod adam;
+pub mod artifact;
+pub mod direct;
+pub mod groups;
+pub mod kernels;
+pub mod network;
+pub mod physics;
+pub mod pinn;
+pub mod winograd;
+
+use ndarray::Array3;
+use num_complex::Complex32;
+use std::path::Path;
+use studymake_science::dataset::Dataset;
+use studymake_science::error::{Error, Result};
+pub use studymake_science::evaluation::Prediction;
+
+pub use pinn::{train, EpochRecord, History, Pinn, TrainConfig};
+
+/// Keep freed tensor memory in the allocator instead of returning it to the kernel (glibc only).
+///
+/// Training allocates and frees tens of megabytes per operation; with glibc's defaults every
+/// large buffer is a fresh `mmap`, and page faults took about a quarter of the training time.
+/// This raises the mmap and trim thresholds and keeps one arena for the whole process (a worker
+/// process trains one model, so nothing else is affected); elsewhere it does nothing. Call it
+/// before the threads start allocating.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation thresholds; any value is valid.
+    unsafe {
+        // Large buffers (the im2col matrices reach 75 MB) come from the heap, not fresh mmaps
+        // (the mmap threshold itself is capped at 32 MiB), and freed memory is kept.
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        // One arena for all threads: the rayon workers' own arenas are mmapped heaps that glibc
+        // shrinks when their top is free, so buffers allocated there came back as fresh pages,
+        // about 7000 page faults per training batch (a few microseconds each in this VM); with
+        // the main arena alone a batch faults in none after the first.
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// Flush subnormal floats to zero on this thread: the FTZ and DAZ bits of the x86-64 MXCSR
+/// register (elsewhere nothing).
+///
+/// Why: as training goes on, some gradients and Adam moments decay into the subnormal range,
+/// where every operation on them takes a microcode assist, about a hundred times a normal one:
+/// at `n_filters_scale` 2 the training steps after the sixth of the benchmark took several
+/// times longer (15 groups/s over ten batches against 47 over six). TensorFlow sets the same
+/// bits on its compute threads. Results change only where a value would have been subnormal
+/// (below 1.2e-38 in f32), and stay deterministic.
+pub fn flush_subnormals() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut csr: u32 = 0;
+        // SAFETY: stmxcsr stores the 32-bit MXCSR into csr; ldmxcsr loads it back with bit 15
+        // (flush to zero) and bit 6 (denormals are zero) set, both valid MXCSR values. The
+        // register belongs to this thread.
+        unsafe {
+            std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags));
+            csr |= (1 << 15) | (1 << 6);
+            std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, preserves_flags));
+        }
+    }
+}
+
+/// [`flush_subnormals`] on the calling thread and on every thread of rayon's global pool (the
+/// training's compute threads; candle's own matrix products run there too).
+pub fn flush_subnormals_everywhere() {
+    flush_subnormals();
+    rayon::broadcast(|_| flush_subnormals());
+}
+
+/// Groups per forward pass when predicting.
+const PREDICT_BATCH: usize = 32;
+
+/// Predict with a model in memory.
+pub fn predict_with(model: &Pinn, data: &Dataset) -> Result<Prediction> {
+    let (_, c) = data.group_index.dim();
+    if c != model.gridsize * model.gridsize || data.gridsize != model.gridsize as i64 {
+        return Err(Error::Invalid(format!(
+            "the model has gridsize {} but the dataset has gridsize {} (group_index width {c})",
+            model.gridsize, data.gridsize
+        )));
+    }
+    let groups = groups::Groups::new(data, model.gridsize)?;
+    let n = groups.n;
+    if n != model.net.shape.n {
+        return Err(Error::Invalid(format!(
+            "the model was trained on {0} x {0} patterns but the dataset has {n} x {n}",
+            model.net.shape.n
+        )));
+    }
+    let m = groups.len();
+    let mut patches = Array3::<Complex32>::zeros((m, n, n));
+    let ids: Vec<usize> = (0..m).collect();
+    for chunk in ids.chunks(PREDICT_BATCH) {
+        let (x, ops) = model.batch(&groups, chunk)?;
+        let (re, im) = model.reconstruct(&x, &ops).map_err(network::ce)?;
+        let re: Vec<f32> = re
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .map_err(network::ce)?;
+        let im: Vec<f32> = im
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .map_err(network::ce)?;
+        for (k, &g) in chunk.iter().enumerate() {
+            for i in 0..n {
+                for j in 0..n {
+                    let o = (k * n + i) * n + j;
+                    patches[[g, i, j]] = Complex32::new(re[o], im[o]);
+                }
+            }
+        }
+    }
+    Ok(Prediction {
+        patches,
+        centroids: groups.centroids,
+        gridsize: model.gridsize as i64,
+    })
+}
+
+/// Predict the object patch of every group of `data` with the model saved in `model_dir`.
+/// A model and a dataset of different gridsize is an error naming both values.
+pub fn predict(model_dir: &Path, data: &Dataset) -> Result<Prediction> {
+    let path = model_dir.join(artifact::WEIGHTS_FILE);
+    let loaded = artifact::load_safetensors(&path)?;
+    predict_with(&loaded.model, data).map_err(|e| match e {
+        Error::Invalid(m) => Error::data(&path, m),
+        e => e,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    /// After flush_subnormals (on a thread of its own) and flush_subnormals_everywhere (in a
+    /// pool of its own, so other tests' threads keep IEEE subnormals), a product that would be
+    /// subnormal is zero on that thread and on every pool thread, and a subnormal input counts
+    /// as zero.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn subnormals_are_flushed_on_the_caller_and_the_pool() {
+        use std::hint::black_box;
+        let subnormal_product = || black_box(1e-38f32) * black_box(0.5f32);
+        let subnormal_input = || black_box(1e-39f32) * black_box(1.0f32);
+        std::thread::spawn(move || {
+            assert!(subnormal_product() > 0.0, "IEEE subnormals before");
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .unwrap();
+            // Run from inside the pool, "everywhere" covers the pool's threads.
+            pool.install(super::flush_subnormals_everywhere);
+            assert!(subnormal_product() > 0.0, "this thread is not in the pool");
+            super::flush_subnormals();
+            assert_eq!(subnormal_product(), 0.0);
+            assert_eq!(subnormal_input(), 0.0);
+            let flushed = pool.broadcast(|_| (subnormal_product(), subnormal_input()));
+            assert_eq!(flushed, vec![(0.0, 0.0); 3]);
+        })
+        .join()
+        .unwrap();
+    }
+
+    use super::*;
+    use crate::artifact::{load_safetensors, save, to_safetensors};
+    use studymake_science::testdata::simulate;
+
+    fn cfg(gridsize: usize, epochs: usize, seed: u64) -> TrainConfig {
+        TrainConfig {
+            gridsize,
+            seed,
+            epochs,
+            batch_size: 16,
+            n_filters_scale: 1,
+            learning_rate: 1e-3,
+            nphotons: 1e9,
+        }
+    }
+
+    /// The Poisson loss of the perfect prediction `lambda = y`, averaged like the loss: the floor
+    /// every excess is measured from.
+    fn optimum(groups: &groups::Groups, s: f64, ids: &[usize]) -> f64 {
+        let per = groups.n * groups.n * groups.channels;
+        let x: Vec<f32> = ids
+            .iter()
+            .flat_map(|&g| groups.x[g * per..(g + 1) * per].iter().copied())
+            .collect();
+        let v: f64 = x
+            .iter()
+            .map(|&a| {
+                let y = (a as f64 * s).powi(2);
+                y - y * (y + pinn::LOG_EPS).ln()
+            })
+            .sum();
+        v / x.len() as f64
+    }
+
+    fn pearson(a: &[f64], b: &[f64]) -> f64 {
+        let n = a.len() as f64;
+        let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+        let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+        let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+        let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+        cov / (va * vb).sqrt()
+    }
+
+    /// The vendored candle-core's backward pass (vendor/README.md): the first gradient reaching
+    /// a tensor is stored as it is, later ones are added. A gradient element of -0.0 keeps its
+    /// sign only with the patch (`0 + -0.0` is `+0.0`), which shows the patch is in effect.
+    #[test]
+    fn candle_backward_stores_the_first_gradient_and_sums_fan_in() {
+        use candle_core::{Device, Tensor, Var};
+        let dev = Device::Cpu;
+        let x = Var::new(&[1.5f32, -2.0, 0.25], &dev).unwrap();
+        let c = Tensor::new(&[-0.0f32, 3.0, -1.0], &dev).unwrap();
+        // One consumer: d(sum(x * c))/dx = c, signs of zero included.
+        let g = x.mul(&c).unwrap().sum_all().unwrap().backward().unwrap();
+        let gx = g.get(&x).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(gx, vec![0.0, 3.0, -1.0]);
+        assert!(
+            gx[0].is_sign_negative(),
+            "the -0.0 gradient became {:?}",
+            gx[0]
+        );
+        // Fan-in: x used by three ops, d(sum(x*x + 3x + x*c))/dx = 2x + 3 + c.
+        let y = ((x.mul(&x).unwrap() + x.affine(3.0, 0.0).unwrap()).unwrap() + x.mul(&c).unwrap())
+            .unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let gx = g.get(&x).unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(gx, vec![6.0, 2.0, 2.5]);
+    }
+
+    #[test]
+    fn short_training_lowers_the_poisson_loss_and_learns_the_amplitude() {
+        // 200 groups of 32 x 32 (190 training, 10 validation), 3 epochs. Measured: the excess
+        // validation loss over its floor falls from 2.2e5 to 3.1e4 (-86%); correlation 0.44.
+        let data = simulate(32, 96, 200, 1, 1);
+        let mut lines = Vec::new();
+        let (model, groups, hist) =
+            train(&data, &cfg(1, 3, 3), &mut |l| lines.push(l.to_string())).unwrap();
+        assert_eq!(lines.len(), hist.epochs.len());
+        // Gridsize 1: every offset is zero and every centroid is the scan position.
+        assert!(groups.shifts.iter().flatten().all(|&d| d == (0.0, 0.0)));
+        assert_eq!(groups.centroids.column(0), data.xcoords);
+        assert_eq!(groups.centroids.column(1), data.ycoords);
+        let ids: Vec<usize> = (0..groups.len()).collect();
+        let val = &ids[groups.len() - hist.val_groups..];
+        let floor = optimum(&groups, model.intensity_scale, val);
+        let before = hist.initial_loss - floor;
+        let after = pinn::mean_loss(&model, &groups, val, 16).unwrap() - floor;
+        // The Poisson loss is smallest at lambda = y, so both excesses are positive.
+        assert!(before > 0.0 && after > 0.0, "{before} {after}");
+        eprintln!("excess Poisson loss on validation: {before:.4e} -> {after:.4e} ({lines:?})");
+        // Predicted amplitude vs ground truth on the illuminated centre (radius N/4).
+        let pred = predict_with(&model, &data).unwrap();
+        let (mut p, mut t) = (Vec::new(), Vec::new());
+        for g in 0..pred.patches.dim().0 {
+            for i in 0..32 {
+                for j in 0..32 {
+                    if ((i as f64 - 15.5).powi(2) + (j as f64 - 15.5).powi(2)).sqrt() < 7.0 {
+                        p.push(pred.patches[[g, i, j]].norm() as f64);
+                        t.push(data.y[[g, i, j]].norm() as f64);
+                    }
+                }
+            }
+        }
+        let r = pearson(&p, &t);
+        eprintln!("amplitude correlation with ground truth: {r:.3}");
+        assert!(
+            after < 0.3 * before,
+            "excess loss {before} -> {after}: not lowered by 70%"
+        );
+        // A constant prediction has no correlation; require a clear positive one.
+        assert!(r > 0.3, "predicted amplitude correlates only {r}");
+    }
+
+    #[test]
+    fn gridsize_2_trains_and_same_seed_gives_identical_weights() {
+        let data = simulate(32, 80, 48, 2, 2);
+        let run = || train(&data, &cfg(2, 2, 9), &mut |_| {}).unwrap();
+        let (a, _, ha) = run();
+        let (b, _, hb) = run();
+        assert_eq!(a.net.input_channels(), 4);
+        assert_eq!(ha.epochs.len(), 2);
+        assert!(ha.epochs[1].loss < ha.initial_loss, "{ha:?}");
+        for (va, vb) in a.vars().iter().zip(b.vars().iter()) {
+            let x: Vec<f32> = va.flatten_all().unwrap().to_vec1().unwrap();
+            let y: Vec<f32> = vb.flatten_all().unwrap().to_vec1().unwrap();
+            assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()));
+        }
+        assert_eq!(ha, {
+            let mut h = hb.clone();
+            for (e, f) in h.epochs.iter_mut().zip(&ha.epochs) {
+                e.seconds = f.seconds;
+            }
+            h
+        });
+        // A different seed gives different weights.
+        let (c, _, _) = train(&data, &cfg(2, 1, 10), &mut |_| {}).unwrap();
+        let x: Vec<f32> = a.vars()[0].flatten_all().unwrap().to_vec1().unwrap();
+        let z: Vec<f32> = c.vars()[0].flatten_all().unwrap().to_vec1().unwrap();
+        assert_ne!(x, z);
+    }
+
+    #[test]
+    fn gridsize_mismatch_is_refused_naming_both() {
+        let data = simulate(16, 48, 12, 2, 4);
+        let e = match train(&data, &cfg(1, 1, 1), &mut |_| {}) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a gridsize-2 dataset trained a gridsize-1 model"),
+        };
+        assert!(e.contains("4 columns") && e.contains("gridsize 1"), "{e}");
+        let model = Pinn::new(&data.probe, 1, 1, 1e9, 0).unwrap();
+        let e = predict_with(&model, &data).unwrap_err().to_string();
+        assert!(e.contains("gridsize 1") && e.contains("gridsize 2"), "{e}");
+    }
+
+    #[test]
+    fn save_load_round_trip_and_altered_files_fail_naming_the_file() {
+        let data = simulate(16, 48, 24, 1, 5);
+        let (model, _, hist) = train(&data, &cfg(1, 1, 6), &mut |_| {}).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &model, &cfg(1, 1, 6), &hist).unwrap();
+        let a = predict_with(&model, &data).unwrap();
+        let b = predict(dir.path(), &data).unwrap();
+        assert_eq!(a.patches, b.patches);
+        assert_eq!(a.centroids, b.centroids);
+        let loaded = load_safetensors(&dir.path().join(artifact::WEIGHTS_FILE)).unwrap();
+        assert_eq!(loaded.seed, 6);
+        // Saving again gives the same bytes (the metadata header is written in sorted order).
+        let again = tempfile::tempdir().unwrap();
+        save(again.path(), &model, &cfg(1, 1, 6), &hist).unwrap();
+        for f in ["model.safetensors", "model.json", "training.log"] {
+            let (x, y) = (dir.path().join(f), again.path().join(f));
+            if x.exists() {
+                assert_eq!(
+                    std::fs::read(&x).unwrap(),
+                    std::fs::read(&y).unwrap(),
+                    "{f} differs"
+                );
+            }
+        }
+
+        let path = dir.path().join(artifact::WEIGHTS_FILE);
+        let good = std::fs::read(&path).unwrap();
+        let name = path.display().to_string();
+        // A flipped byte in the data section.
+        let mut bad = good.clone();
+        let k = bad.len() - 100;
+        bad[k] ^= 0x10;
+        std::fs::write(&path, &bad).unwrap();
+        let e = predict(dir.path(), &data).unwrap_err().to_string();
+        assert!(e.contains(&name) && e.contains("altered"), "{e}");
+        // Truncated.
+        std::fs::write(&path, &good[..good.len() / 2]).unwrap();
+        let e = predict(dir.path(), &data).unwrap_err().to_string();
+        assert!(e.contains(&name) && e.contains("safetensors"), "{e}");
+        // Wrong tensor shapes: tensors of a wider network under metadata of f = 1.
+        let mut wide = Pinn::new(&data.probe, 1, 2, 1e9, 0).unwrap();
+        wide.net.shape.n_filters_scale = 1;
+        std::fs::write(&path, to_safetensors(&wide, 0, 1e9).unwrap()).unwrap();
+        let e = predict(dir.path(), &data).unwrap_err().to_string();
+        assert!(e.contains(&name) && e.contains("shape"), "{e}");
+        // Missing file.
+        std::fs::remove_file(&path).unwrap();
+        let e = predict(dir.path(), &data).unwrap_err().to_string();
+        assert!(e.contains(&name), "{e}");
+    }
+}
