@@ -3,14 +3,16 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
+use studymake_engine::build::{self, log_path, Options};
 use studymake_engine::catalog::Catalog;
 use studymake_engine::error::{Error, Result};
 use studymake_engine::executor::{Executor, LocalExecutor};
+use studymake_engine::freshness::{Action, Planner, Reason};
 use studymake_engine::graph::Graph;
-use studymake_engine::job::{JobSpec, RecipeRef};
+use studymake_engine::job::JobSpec;
 use studymake_engine::lock::StudyLock;
 use studymake_engine::progress::Reporter;
-use studymake_engine::scheduler::{self, Action, Options, Planner};
+use studymake_engine::recipe::Recipe;
 use studymake_engine::slurm_executor::{self, SlurmExecutor};
 use studymake_engine::store::Store;
 use studymake_study::Builtins;
@@ -259,7 +261,7 @@ fn load_studyfile(g: &Global) -> Result<studymake_engine::studyfile::Studyfile> 
             g.file.display()
         )));
     }
-    studymake_engine::studyfile::Studyfile::load(&g.file)
+    studymake_engine::studyfile::Studyfile::load(&g.file, Builtins::new().shape())
 }
 
 fn load(g: &Global, catalog: &dyn Catalog, profile: Option<String>) -> Result<Graph> {
@@ -271,7 +273,8 @@ fn remembered_profile(g: &Global) -> Result<Option<String>> {
     if g.profile.is_some() {
         return Ok(g.profile.clone());
     }
-    let Ok(sf) = studymake_engine::studyfile::Studyfile::load(&g.file) else {
+    let Ok(sf) = studymake_engine::studyfile::Studyfile::load(&g.file, Builtins::new().shape())
+    else {
         return Ok(None);
     };
     let Ok(out) = Graph::out_dir_of(&sf) else {
@@ -368,12 +371,12 @@ fn build(
     if std::fs::read_to_string(&profile_path).ok().as_deref() != Some(profile.as_str()) {
         studymake_engine::store::write_atomic(&profile_path, profile.as_bytes())?;
     }
-    scheduler::install_signal_handlers();
+    studymake_engine::sys::install_signal_handlers();
     let slurm = executor_kind(graph, g)? == "slurm";
     let mut executor: Box<dyn Executor> = if slurm {
         Box::new(SlurmExecutor::new(
-            &studyfile_dir(graph)?,
-            slurm_executor::settings_from(graph.executor.as_ref())?,
+            &graph.studyfile_dir()?,
+            slurm_executor::settings_from(graph.executor.as_ref(), &catalog.shape().all_kinds())?,
             slurm_executor::job_prefix(&graph.name, &graph.out_dir),
         )?)
     } else {
@@ -390,7 +393,7 @@ fn build(
     };
     let mut planner = Planner::new(graph, store, false);
     let mut reporter = Reporter::new(g.verbose);
-    let s = scheduler::build(
+    let s = build::build(
         &mut planner,
         catalog,
         executor.as_mut(),
@@ -398,7 +401,7 @@ fn build(
         &opts,
         &mut reporter,
     )?;
-    if scheduler::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+    if studymake_engine::sys::interrupted() {
         return Err(Error::Other(
             "interrupted; rerun to finish the build".into(),
         ));
@@ -493,16 +496,6 @@ fn executor_kind(graph: &Graph, g: &Global) -> Result<String> {
         .unwrap_or_else(|| "local".into()))
 }
 
-fn studyfile_dir(graph: &Graph) -> Result<PathBuf> {
-    let d = graph
-        .studyfile
-        .parent()
-        .map(Path::to_path_buf)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("."));
-    std::path::absolute(&d).map_err(|e| Error::io(&d, e))
-}
-
 fn planner_for(graph: &Graph) -> Result<Planner<'_>> {
     let store = match Store::open_existing(&graph.out_dir)? {
         Some(s) => s,
@@ -515,8 +508,11 @@ fn dry_run(graph: &Graph, g: &Global, targets: &[String]) -> Result<i32> {
     let selected = graph.select(targets)?;
     let slurm = if executor_kind(graph, g)? == "slurm" {
         Some((
-            studyfile_dir(graph)?,
-            slurm_executor::settings_from(graph.executor.as_ref())?,
+            graph.studyfile_dir()?,
+            slurm_executor::settings_from(
+                graph.executor.as_ref(),
+                &Builtins::new().shape().all_kinds(),
+            )?,
             slurm_executor::job_prefix(&graph.name, &graph.out_dir),
         ))
     } else {
@@ -557,7 +553,7 @@ fn dry_run(graph: &Graph, g: &Global, targets: &[String]) -> Result<i32> {
                         target: t.name.clone(),
                         kind: t.kind.clone(),
                         spec_path: tmp.join("job.json"),
-                        log_path: scheduler::log_path(graph, t),
+                        log_path: log_path(graph, t),
                         cwd: dir.clone(),
                         threads: 1,
                         direct: None,
@@ -592,8 +588,8 @@ fn status(graph: &Graph) -> Result<i32> {
         let failed = a
             .reasons
             .iter()
-            .any(|r| matches!(r, scheduler::Reason::FailedLastTime(_)));
-        let never = a.reasons.first() == Some(&scheduler::Reason::NeverBuilt);
+            .any(|r| matches!(r, Reason::FailedLastTime(_)));
+        let never = a.reasons.first() == Some(&Reason::NeverBuilt);
         let state = match (&a.action, failed, never) {
             (Action::Fresh, _, _) => "fresh",
             (_, true, _) => "failed",
@@ -698,7 +694,7 @@ fn clean(graph: &Graph, g: &Global, targets: &[String], cache: bool) -> Result<i
             studymake_engine::store::remove_path(&p)?;
             removed += 1;
         }
-        let log = scheduler::log_path(graph, t);
+        let log = log_path(graph, t);
         if inside_study(&graph.out_dir, &log) {
             studymake_engine::store::remove_path(&log)?;
         }
@@ -725,8 +721,8 @@ fn worker(spec_path: &Path) -> Result<i32> {
     let spec = JobSpec::load(spec_path)?;
     print!("{}", studymake_engine::executor::log_header(&spec));
     match &spec.recipe {
-        RecipeRef::Builtin { .. } => Builtins::new().run_job(&spec)?,
-        RecipeRef::Command { .. } => studymake_engine::executor::run_command(&spec)?,
+        Recipe::Builtin { .. } => Builtins::new().run(&spec)?,
+        Recipe::Command { .. } => studymake_engine::executor::run_command(&spec)?,
     }
     Ok(0)
 }

@@ -6,6 +6,7 @@
 use ndarray::{arr0, Array1, Array2, Array3, Ix0, Ix1, Ix2, Ix3, IxDyn};
 use num_complex::{Complex32, Complex64};
 use std::path::{Path, PathBuf};
+use studymake_engine::catalog::Catalog;
 use studymake_engine::graph::Graph;
 use studymake_engine::studyfile::Studyfile;
 use studymake_science::dataset::{Dataset, DatasetSummary};
@@ -21,11 +22,14 @@ fn studyfile_harness(data: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(data) else {
         return false;
     };
-    let Ok(sf) = Studyfile::parse(Path::new("/nonexistent/fuzz/Studyfile"), text.to_string())
-    else {
+    let catalog = Builtins::new();
+    let Ok(sf) = Studyfile::parse(
+        Path::new("/nonexistent/fuzz/Studyfile"),
+        text.to_string(),
+        catalog.shape(),
+    ) else {
         return false;
     };
-    let catalog = Builtins::new();
     let mut ok = false;
     for profile in [None, Some("quick")] {
         if let Ok(g) = Graph::from_studyfile(&sf, profile, &catalog) {

@@ -4,19 +4,23 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
-use studymake::graph::Graph;
-use studymake::recipes::Builtins;
-use studymake::studyfile::Studyfile;
+use studymake_engine::catalog::Catalog;
+use studymake_engine::graph::Graph;
+use studymake_engine::studyfile::Studyfile;
+use studymake_study::Builtins;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(sf) = Studyfile::parse(Path::new("/nonexistent/fuzz/Studyfile"), text.to_string())
-    else {
+    let catalog = Builtins::new();
+    let Ok(sf) = Studyfile::parse(
+        Path::new("/nonexistent/fuzz/Studyfile"),
+        text.to_string(),
+        catalog.shape(),
+    ) else {
         return;
     };
-    let catalog = Builtins::new();
     for profile in [None, Some("quick")] {
         if let Ok(g) = Graph::from_studyfile(&sf, profile, &catalog) {
             // Touch what the engine derives from a graph: every output path and its key material.

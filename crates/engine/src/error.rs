@@ -26,7 +26,7 @@ pub enum Error {
     },
     /// The command line was wrong (unknown target, bad flag value).
     Usage(String),
-    /// A data file (probe, object, dataset, model) is not what was expected.
+    /// A data file (an input, or an output read back) is not what was expected.
     Data { path: PathBuf, message: String },
     /// A numeric routine was called with arguments it cannot accept.
     Invalid(String),
@@ -161,14 +161,14 @@ mod tests {
         assert_eq!(e.to_string(), "/x/y.npz: gone");
         assert_eq!(e.exit_code(), 2);
         let m = Error::Mismatch {
-            target: "gs2_hybrid/model".into(),
-            param: "gridsize".into(),
+            target: "l2_a/fit".into(),
+            param: "level".into(),
             declared: "2".into(),
             built: "1".into(),
         };
         assert!(m
             .to_string()
-            .starts_with("gs2_hybrid/model: built with gridsize 1, declared gridsize 2"));
+            .starts_with("l2_a/fit: built with level 1, declared level 2"));
         assert_eq!(m.exit_code(), 1);
     }
 }

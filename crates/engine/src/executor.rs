@@ -6,7 +6,8 @@
 //! the same cleared environment and tells it where to write its report.
 
 use crate::error::{Error, Result};
-use crate::job::{JobSpec, RecipeRef};
+use crate::job::JobSpec;
+use crate::recipe::Recipe;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,7 +23,7 @@ pub struct Job {
     /// Index of the target in the graph (echoed back on completion).
     pub index: usize,
     pub target: String,
-    /// Target kind (`model`, ...), for per-kind resources.
+    /// Target kind, for per-kind resources.
     pub kind: String,
     pub spec_path: PathBuf,
     pub log_path: PathBuf,
@@ -61,16 +62,13 @@ pub fn command_env(spec: &JobSpec) -> Vec<(String, String)> {
 
 /// The lines a build's log opens with: what is built, with which parameters.
 pub fn log_header(spec: &JobSpec) -> String {
-    let what = match &spec.recipe {
-        RecipeRef::Builtin { name, version } => format!("{name} v{version}"),
-        RecipeRef::Command { argv, .. } => format!("command {}", argv[0]),
-    };
     let mut h = format!(
-        "studymake worker: building {} ({what})\nparameters: {}\n",
+        "studymake worker: building {} ({})\nparameters: {}\n",
         spec.target,
+        spec.recipe.describe(),
         serde_json::to_string(&spec.params).unwrap_or_default()
     );
-    if let RecipeRef::Command { argv, .. } = &spec.recipe {
+    if let Recipe::Command { argv, .. } = &spec.recipe {
         h.push_str(&format!(
             "studymake worker: {} runs {:?}\n",
             spec.target, argv
@@ -163,20 +161,6 @@ impl Default for LocalExecutor {
     }
 }
 
-/// Make a child die with its parent (a killed studymake leaves no orphan writing to scratch) and
-/// lead its own process group (so cancelling it also stops what it started).
-fn isolate(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            libc::setpgid(0, 0);
-            Ok(())
-        });
-    }
-}
-
 impl Executor for LocalExecutor {
     fn runs_commands_directly(&self) -> bool {
         true
@@ -209,7 +193,7 @@ impl Executor for LocalExecutor {
         if let Some(d) = &job.direct {
             cmd.envs(d.env.iter().map(|(k, v)| (k, v)));
         }
-        isolate(&mut cmd);
+        crate::sys::isolate(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| match &job.direct {
             Some(_) => Error::Build {
                 target: job.target.clone(),
@@ -252,10 +236,7 @@ impl Executor for LocalExecutor {
 
     fn cancel_all(&mut self) {
         for pid in self.pids.values() {
-            // SAFETY: signalling a process group we created.
-            unsafe {
-                libc::kill(-(*pid as i32), libc::SIGTERM);
-            }
+            crate::sys::terminate_group(*pid);
         }
     }
 
@@ -282,7 +263,7 @@ pub fn describe_status(s: std::process::ExitStatus) -> String {
 /// Worker side: run an external command job. The environment is already the cleared one the
 /// engine gave this worker; the command also gets `STUDYMAKE_REPORT` and `STUDYMAKE_OUTPUT`.
 pub fn run_command(spec: &JobSpec) -> Result<()> {
-    let RecipeRef::Command { argv, .. } = &spec.recipe else {
+    let Recipe::Command { argv, .. } = &spec.recipe else {
         return Err(Error::Other(format!(
             "{}: not an external-command job",
             spec.target
@@ -293,14 +274,7 @@ pub fn run_command(spec: &JobSpec) -> Result<()> {
         .envs(command_env(spec))
         .stdin(Stdio::null());
     // The command dies with its worker, as the worker dies with studymake.
-    use std::os::unix::process::CommandExt;
-    // SAFETY: only an async-signal-safe call between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    crate::sys::die_with_parent(&mut cmd);
     let status = cmd.status().map_err(|e| Error::Build {
         target: spec.target.clone(),
         message: format!("could not start `{}`: {e}", argv[0]),
@@ -356,16 +330,13 @@ mod tests {
     #[test]
     fn placeholders_are_substituted() {
         let mut v = HashMap::new();
-        v.insert("gridsize".to_string(), "2".to_string());
-        v.insert("input.train_data".to_string(), "/s/t.npz".to_string());
+        v.insert("level".to_string(), "2".to_string());
+        v.insert("input.prepared".to_string(), "/s/t.npz".to_string());
         let t = vec![
-            "--gridsize={gridsize}".to_string(),
-            "{input.train_data}".to_string(),
+            "--level={level}".to_string(),
+            "{input.prepared}".to_string(),
         ];
-        assert_eq!(
-            substitute(&t, &v).unwrap(),
-            vec!["--gridsize=2", "/s/t.npz"]
-        );
+        assert_eq!(substitute(&t, &v).unwrap(), vec!["--level=2", "/s/t.npz"]);
         assert!(substitute(&["{nope}".to_string()], &v).is_err());
     }
 }

@@ -4,29 +4,31 @@
 //! A worker (the studymake binary re-executed as `studymake __worker SPEC.json`, locally or in a
 //! Slurm job) reads a [`JobSpec`], builds exactly one target into `output` (a file or a directory
 //! that does not exist yet), and writes a [`WorkerReport`] to `report` listing the parameters it
-//! *actually used*, read back from what it built where possible (a dataset's group width, a
-//! model's input channels). The engine compares those with the declared parameters before it
+//! *actually used*, read back from what it built where possible (the catalog's facts: what an
+//! artifact shows of itself). The engine compares those with the declared parameters before it
 //! publishes anything. Nothing else passes between them: no environment, no global state.
 
 use crate::error::{Error, Result};
 use crate::params::{Params, Value};
+use crate::recipe::Recipe;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Version of the job-spec format; bumped on any incompatible change.
-pub const JOB_SCHEMA: u32 = 1;
+/// Version of the job-spec format; bumped on any incompatible change (2: the recipe is written
+/// as in manifests).
+pub const JOB_SCHEMA: u32 = 2;
 
 /// Everything a worker needs to build one target.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JobSpec {
     pub schema: u32,
-    /// Target name, e.g. `gs2_hybrid/model`.
+    /// Target name, e.g. `l2_a/fit`.
     pub target: String,
-    /// Target kind, e.g. `model`, `train_data`, `probe`.
+    /// Target kind, e.g. `fit`, `prepared`, `source`.
     pub kind: String,
-    /// What builds it.
-    pub recipe: RecipeRef,
+    /// What builds it; a command's argv has its placeholders substituted.
+    pub recipe: Recipe,
     /// Every parameter the recipe may read, fully resolved (profile, condition, defaults).
     pub params: Params,
     /// Input role -> absolute path of the (published) input file or directory.
@@ -37,21 +39,6 @@ pub struct JobSpec {
     pub report: PathBuf,
     /// Threads the recipe may use. Outputs must not depend on it.
     pub threads: usize,
-}
-
-/// The recipe of a job: built into studymake, or an external command.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum RecipeRef {
-    Builtin {
-        name: String,
-        version: u32,
-    },
-    /// An argv list with placeholders already substituted.
-    Command {
-        argv: Vec<String>,
-        version: Option<String>,
-    },
 }
 
 /// What a worker says it did.

@@ -11,8 +11,9 @@
 //!    substituted) and its optional declared `version` string;
 //! 3. the **output form**: a directory, or a file and its extension;
 //! 4. the target's **own parameters**: exactly the ones its recipe reads, fully resolved
-//!    (recipe default, `[params]`, profile, condition). `gridsize` and `seed` are always among them
-//!    for a condition's targets, so two conditions can never share a model by accident;
+//!    (recipe default, `[params]`, profile, condition). A condition's structural parameters and
+//!    its condition parameters (its seed) are always among them for a condition's targets, so
+//!    two conditions can never share an output by accident;
 //! 5. the **content digests of its inputs**, by role: the blake3 of an input file's bytes, or of a
 //!    directory's canonical listing (below). Never a path or a timestamp.
 //!
@@ -26,8 +27,10 @@
 //! (sorted), encoded with bincode 2.0.1 (pinned) in its standard configuration with big-endian,
 //! fixed-width integers. Integers and floats are distinct tags (`2` is not `2.0`); floats are
 //! their IEEE-754 bits; NaN and infinities are refused when the Studyfile is read. A test pins
-//! one known key; any change to the material or its encoding must update this essay, that test
-//! and [`KEY_SCHEMA`].
+//! one known key of made-up material, and the study layer pins one of its own real keys; any change
+//! to the material or its encoding must update this essay, those tests and [`KEY_SCHEMA`]. (The
+//! engine's pin moved to made-up names when the engine stopped naming the science; the study's
+//! pin is the same key as before, so no key changed.)
 //!
 //! **Digests**: a file's digest is blake3 of its bytes. A directory's digest is blake3 over the
 //! sorted list of its regular files, each as (relative path with `/`, length-prefixed; the file's
@@ -43,6 +46,7 @@
 
 use crate::error::{Error, Result};
 use crate::params::{Params, Value};
+use crate::recipe::Recipe;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -107,34 +111,6 @@ impl fmt::Display for Digest {
     }
 }
 
-/// The recipe part of the key material.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum RecipeMaterial {
-    Builtin {
-        name: String,
-        version: u32,
-    },
-    Command {
-        argv: Vec<String>,
-        version: Option<String>,
-    },
-}
-
-impl fmt::Display for RecipeMaterial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RecipeMaterial::Builtin { name, version } => write!(f, "{name} v{version}"),
-            RecipeMaterial::Command { argv, version } => {
-                write!(f, "{:?}", argv)?;
-                if let Some(v) = version {
-                    write!(f, " version {v:?}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 /// A parameter value in the key: an externally tagged enum so no two types collide.
 #[derive(Serialize)]
 enum KeyValue<'a> {
@@ -158,7 +134,7 @@ impl<'a> From<&'a Value> for KeyValue<'a> {
 /// Everything a key is made of, owned, so it can be recorded and compared to explain staleness.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeyMaterial {
-    pub recipe: RecipeMaterial,
+    pub recipe: Recipe,
     /// `"dir"` or the file extension.
     pub output: String,
     pub params: Params,
@@ -169,7 +145,7 @@ pub struct KeyMaterial {
 #[derive(Serialize)]
 struct Encoded<'a> {
     schema: u32,
-    recipe: &'a RecipeMaterial,
+    recipe: &'a Recipe,
     output: &'a str,
     params: KeyParams<'a>,
     inputs: &'a BTreeMap<String, Digest>,
@@ -315,14 +291,14 @@ mod tests {
 
     fn material() -> KeyMaterial {
         let mut params = Params::new();
-        params.insert("gridsize".into(), Value::Int(2));
+        params.insert("level".into(), Value::Int(2));
         params.insert("seed".into(), Value::Int(42));
-        params.insert("nphotons".into(), Value::Float(1e9));
+        params.insert("rate".into(), Value::Float(1e9));
         let mut inputs = BTreeMap::new();
-        inputs.insert("probe".into(), Digest(*blake3::hash(b"probe").as_bytes()));
+        inputs.insert("source".into(), Digest(*blake3::hash(b"source").as_bytes()));
         KeyMaterial {
-            recipe: RecipeMaterial::Builtin {
-                name: "simulate".into(),
+            recipe: Recipe::Builtin {
+                name: "fit".into(),
                 version: 1,
             },
             output: "npz".into(),
@@ -336,7 +312,7 @@ mod tests {
     fn known_key_is_pinned() {
         assert_eq!(
             material().key().hex(),
-            "872bc2ccb004d36b521de30b6105a16ef36caed4479ab003c07dff39c18bb50c"
+            "d0939e4bb886ae4d12f663a0348a55cb26c4b1baeb410a72b2a9c82a6387461a"
         );
     }
 
@@ -344,19 +320,19 @@ mod tests {
     fn every_part_of_the_material_changes_the_key() {
         let base = material().key();
         let mut m = material();
-        m.params.insert("gridsize".into(), Value::Int(1));
+        m.params.insert("level".into(), Value::Int(1));
         assert_ne!(m.key(), base);
         let mut m = material();
         m.params.insert("seed".into(), Value::Float(42.0));
         assert_ne!(m.key(), base, "an int and an equal float must differ");
         let mut m = material();
-        m.recipe = RecipeMaterial::Builtin {
-            name: "simulate".into(),
+        m.recipe = Recipe::Builtin {
+            name: "fit".into(),
             version: 2,
         };
         assert_ne!(m.key(), base);
         let mut m = material();
-        m.inputs.insert("probe".into(), Digest([0; 32]));
+        m.inputs.insert("source".into(), Digest([0; 32]));
         assert_ne!(m.key(), base);
         let mut m = material();
         m.output = "dir".into();

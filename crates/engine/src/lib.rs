@@ -5,21 +5,26 @@
 //! from an artifact) comes from a [`catalog::Catalog`] the study layer implements and the binary
 //! hands in. Recipes never touch the store; the engine never imports a recipe.
 
+pub mod build;
 pub mod catalog;
 pub mod error;
 pub mod executor;
+pub mod freshness;
 pub mod graph;
 pub mod job;
 pub mod key;
 pub mod lock;
 pub mod params;
 pub mod progress;
-pub mod scheduler;
+pub mod recipe;
 pub mod slurm;
 pub mod slurm_executor;
 pub mod stamp;
 pub mod store;
 pub mod studyfile;
+pub mod sys;
+#[cfg(test)]
+mod testing;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -87,7 +87,7 @@ impl Reporter {
         let mut msg = format!("[{}/{}] FAILED {target}: {message}", self.done, self.total);
         if let Some(log) = log {
             msg.push_str(&format!("\n  log: {}", log.display()));
-            let tail = crate::scheduler::failure_tail(log);
+            let tail = crate::executor::tail(log, 12);
             if !tail.trim().is_empty() {
                 for l in tail.lines() {
                     msg.push_str(&format!("\n  | {l}"));

@@ -2,7 +2,7 @@
 //! submission, batched state polling, cancellation and finding jobs of earlier runs.
 //!
 //! This module knows Slurm's command-line tools and nothing about studies, targets or recipes (it
-//! never imports `science` or `recipes`). The engine uses it like this, one job per ready target:
+//! never imports a study's recipes). The engine uses it like this, one job per ready target:
 //!
 //! 1. [`write_job_script`] writes a `#!/bin/sh` script that `exec`s the worker
 //!    (`/abs/studymake __worker /abs/SPEC.json`);
@@ -52,13 +52,13 @@ use std::time::{Duration, Instant};
 /// time = "01:00:00"
 /// mem = "4G"
 ///
-/// [executor.slurm.model]
+/// [executor.slurm.fit]
 /// partition = "gpu"
 /// gpus = 1
 /// cpus = 8
 /// mem = "32G"
 /// time = "12:00:00"
-/// extra_args = ["--account=ptycho", "--constraint=a100"]
+/// extra_args = ["--account=lab", "--constraint=a100"]
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,14 +225,14 @@ fn valid_time(s: &str) -> bool {
 }
 
 /// The whole `[executor.slurm]` table: default resources, and per-recipe-kind overrides as
-/// sub-tables (`[executor.slurm.model]`). A key of the table is a resource key of
+/// sub-tables (`[executor.slurm.fit]`). A key of the table is a resource key of
 /// [`SlurmConfig`] when it names one and a recipe kind when its value is a table.
 /// (Deserialize only: it is read from the Studyfile, never written.)
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SlurmSettings {
     /// Resources of every job.
     pub defaults: SlurmConfig,
-    /// Recipe kind (`model`, `train_data`, ...) -> what it overrides.
+    /// Target kind (`fit`, `prepared`, ...) -> what it overrides.
     pub kinds: BTreeMap<String, SlurmConfig>,
 }
 
@@ -283,7 +283,7 @@ impl<'de> Deserialize<'de> for SlurmSettings {
             } else {
                 return Err(D::Error::custom(format!(
                     "unknown Slurm resource `{key}`: expected one of {} or a table of \
-                     overrides for a recipe kind, e.g. [executor.slurm.model]",
+                     overrides for a target kind, e.g. [executor.slurm.fit]",
                     RESOURCE_KEYS.join(", ")
                 )));
             }
@@ -555,7 +555,7 @@ pub struct FoundJob {
 /// Which job names [`Slurm::find_running`] looks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NameMatch {
-    /// Exactly this name, e.g. `studymake:<study-id>:gs2_hybrid/model`.
+    /// Exactly this name, e.g. `studymake:<study-id>:l2_a/fit`.
     Exact(String),
     /// Every name starting with this, e.g. `studymake:<study-id>:` for all of a study's jobs.
     Prefix(String),
@@ -1136,7 +1136,7 @@ pub fn parse_sacct(text: &str) -> Vec<(JobId, JobStatus)> {
         .collect()
 }
 
-/// `squeue -h --me -o '%i|%T|%j'`, e.g. `8|RUNNING|studymake:ab12:gs2_hybrid/model`.
+/// `squeue -h --me -o '%i|%T|%j'`, e.g. `8|RUNNING|studymake:ab12:l2_a/fit`.
 pub fn parse_squeue_names(text: &str) -> std::result::Result<Vec<FoundJob>, String> {
     let mut jobs = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -1216,7 +1216,7 @@ mod tests {
     #[test]
     fn scontrol_oneliner_gives_state_and_exit_code() {
         // captured: `scontrol show job -o 2` (abridged in the middle)
-        let line = "JobId=2 JobName=studymake:s1:gs1/probe UserId=root(0) GroupId=root(0) \
+        let line = "JobId=2 JobName=studymake:s1:l1/source UserId=root(0) GroupId=root(0) \
             MCS_label=N/A Priority=1 Nice=0 Account=(null) QOS=(null) JobState=FAILED \
             Reason=NonZeroExitCode Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 \
             Reboot=0 ExitCode=3:0 RunTime=00:00:00 TimeLimit=UNLIMITED \
@@ -1257,13 +1257,12 @@ mod tests {
     #[test]
     fn squeue_names_keep_pipes_in_the_name() {
         let v =
-            parse_squeue_names("8|RUNNING|studymake:abc:gs2_hybrid/model|x y\n9|PENDING|wrap\n")
-                .unwrap();
+            parse_squeue_names("8|RUNNING|studymake:abc:l2_a/fit|x y\n9|PENDING|wrap\n").unwrap();
         assert_eq!(v[0].id, JobId(8));
-        assert_eq!(v[0].name, "studymake:abc:gs2_hybrid/model|x y");
+        assert_eq!(v[0].name, "studymake:abc:l2_a/fit|x y");
         assert_eq!(v[1].state, JobState::Pending);
         assert!(NameMatch::Prefix("studymake:abc:".into()).matches(&v[0].name));
-        assert!(!NameMatch::Exact("studymake:abc:gs2_hybrid/model".into()).matches(&v[0].name));
+        assert!(!NameMatch::Exact("studymake:abc:l2_a/fit".into()).matches(&v[0].name));
         assert!(parse_squeue_names("8|RUNNING\n").is_err());
     }
 
@@ -1356,11 +1355,11 @@ mod tests {
             gpus: Some(1),
             partition: Some("gpu".into()),
             export: Some(vec!["LD_LIBRARY_PATH".into()]),
-            extra_args: Some(vec!["--account=ptycho".into()]),
+            extra_args: Some(vec!["--account=lab".into()]),
         };
         let argv = slurm
             .sbatch_command(
-                "studymake:ab12:gs2_hybrid/model",
+                "studymake:ab12:l2_a/fit",
                 Path::new("/data/study/.studymake/slurm/m.sh"),
                 Path::new("/data/study/.studymake/slurm/m.out"),
                 &cfg,
@@ -1371,7 +1370,7 @@ mod tests {
             [
                 "sbatch",
                 "--parsable",
-                "--job-name=studymake:ab12:gs2_hybrid/model",
+                "--job-name=studymake:ab12:l2_a/fit",
                 "--output=/data/study/.studymake/slurm/m.out",
                 "--chdir=/data/study",
                 "--export=PATH,LD_LIBRARY_PATH",
@@ -1382,7 +1381,7 @@ mod tests {
                 "--time=12:00:00",
                 "--gres=gpu:1",
                 "--partition=gpu",
-                "--account=ptycho",
+                "--account=lab",
                 "/data/study/.studymake/slurm/m.sh",
             ]
         );
@@ -1503,9 +1502,9 @@ mod tests {
             partition = "cpu"
             time = "01:00:00"
             mem = "4G"
-            extra_args = ["--account=ptycho"]
+            extra_args = ["--account=lab"]
 
-            [executor.slurm.model]
+            [executor.slurm.fit]
             partition = "gpu"
             gpus = 1
             cpus = 8
@@ -1513,30 +1512,27 @@ mod tests {
         "#;
         let s: Studyfile = toml::from_str(text).unwrap();
         let s = s.executor.slurm;
-        let model = s.for_kind("model");
-        assert_eq!(model.partition.as_deref(), Some("gpu"));
-        assert_eq!(model.cpus(), 8);
-        assert_eq!(model.gpus, Some(1));
-        assert_eq!(model.mem.as_deref(), Some("4G"));
-        assert_eq!(model.time.as_deref(), Some("01:00:00"));
+        let fit = s.for_kind("fit");
+        assert_eq!(fit.partition.as_deref(), Some("gpu"));
+        assert_eq!(fit.cpus(), 8);
+        assert_eq!(fit.gpus, Some(1));
+        assert_eq!(fit.mem.as_deref(), Some("4G"));
+        assert_eq!(fit.time.as_deref(), Some("01:00:00"));
         assert_eq!(
-            model.extra_args,
-            Some(vec!["--account=ptycho".into(), "--constraint=a100".into()])
+            fit.extra_args,
+            Some(vec!["--account=lab".into(), "--constraint=a100".into()])
         );
-        let probe = s.for_kind("probe");
-        assert_eq!(probe, s.defaults);
-        assert_eq!(probe.cpus(), 1);
-        assert_eq!(s.unknown_kinds(&["model", "probe"]), Vec::<&str>::new());
-        assert_eq!(s.unknown_kinds(&["probe"]), vec!["model"]);
+        let source = s.for_kind("source");
+        assert_eq!(source, s.defaults);
+        assert_eq!(source.cpus(), 1);
+        assert_eq!(s.unknown_kinds(&["fit", "source"]), Vec::<&str>::new());
+        assert_eq!(s.unknown_kinds(&["source"]), vec!["fit"]);
 
         let err = |t: &str| toml::from_str::<Studyfile>(t).err().unwrap().to_string();
         let e = err("[executor.slurm]\ncpu = 4\n");
         assert!(e.contains("unknown Slurm resource `cpu`"), "{e}");
-        let e = err("[executor.slurm.model]\ngpu = 1\n");
-        assert!(
-            e.contains("executor.slurm.model") && e.contains("gpu"),
-            "{e}"
-        );
+        let e = err("[executor.slurm.fit]\ngpu = 1\n");
+        assert!(e.contains("executor.slurm.fit") && e.contains("gpu"), "{e}");
         let e = err("[executor.slurm]\ntime = \"1h\"\n");
         assert!(e.contains("time"), "{e}");
         let e = err("[executor.slurm]\ncpus = \"four\"\n");
@@ -1707,8 +1703,8 @@ mod tests {
             ("scancel", "echo \"$@\" >> \"$(dirname \"$0\")/calls\""),
             (
                 "squeue",
-                "printf '%s\\n' '3|RUNNING|studymake:s1:gs1/model' '4|PENDING|studymake:s1:gs1/model2' \
-                 '5|RUNNING|studymake:s2:gs1/model' '6|RUNNING|other'",
+                "printf '%s\\n' '3|RUNNING|studymake:s1:l1/fit' '4|PENDING|studymake:s1:l1/fit2' \
+                 '5|RUNNING|studymake:s2:l1/fit' '6|RUNNING|other'",
             ),
         ]);
         let slurm = Slurm::new("/w").with_program_dir(bin.path());
@@ -1717,7 +1713,7 @@ mod tests {
         let calls = std::fs::read_to_string(bin.path().join("calls")).unwrap();
         assert_eq!(calls, "3 4\n");
         let exact = slurm
-            .find_running(&NameMatch::Exact("studymake:s1:gs1/model".into()))
+            .find_running(&NameMatch::Exact("studymake:s1:l1/fit".into()))
             .unwrap();
         assert_eq!(exact.iter().map(|j| j.id).collect::<Vec<_>>(), [JobId(3)]);
         let run = slurm

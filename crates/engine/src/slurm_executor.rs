@@ -31,8 +31,9 @@ pub fn job_prefix(study: &str, out_dir: &Path) -> String {
     format!("studymake:{study}-{}:", &h[..8])
 }
 
-/// The `[executor.slurm]` settings of a Studyfile's `[executor]` table.
-pub fn settings_from(executor: Option<&toml::Value>) -> Result<SlurmSettings> {
+/// The `[executor.slurm]` settings of a Studyfile's `[executor]` table; `kinds` are the study's
+/// target kinds, the only sub-tables allowed.
+pub fn settings_from(executor: Option<&toml::Value>, kinds: &[&str]) -> Result<SlurmSettings> {
     let Some(toml::Value::Table(t)) = executor else {
         return Ok(SlurmSettings::default());
     };
@@ -42,18 +43,11 @@ pub fn settings_from(executor: Option<&toml::Value>) -> Result<SlurmSettings> {
             let s: SlurmSettings = v.clone().try_into().map_err(|e: toml::de::Error| {
                 Error::Usage(format!("[executor.slurm]: {}", e.message()))
             })?;
-            let unknown = s.unknown_kinds(&[
-                "probe",
-                "object",
-                "train_data",
-                "test_data",
-                "model",
-                "metrics",
-                "report",
-            ]);
+            let unknown = s.unknown_kinds(kinds);
             if let Some(k) = unknown.first() {
                 return Err(Error::Usage(format!(
-                    "[executor.slurm.{k}]: `{k}` is not a target kind (probe, object, train_data, test_data, model, metrics, report)"
+                    "[executor.slurm.{k}]: `{k}` is not a target kind ({})",
+                    kinds.join(", ")
                 )));
             }
             Ok(s)

@@ -264,7 +264,7 @@ fn replace(src: &Path, dst: &Path) -> Result<()> {
     let dst_meta = std::fs::symlink_metadata(dst).ok();
     match dst_meta {
         Some(m) if src_dir || m.is_dir() => {
-            if exchange(src, dst).is_ok() {
+            if crate::sys::exchange(src, dst).is_ok() {
                 // `src` now holds the old output.
                 return remove_path(src);
             }
@@ -282,29 +282,7 @@ fn replace(src: &Path, dst: &Path) -> Result<()> {
     }
 }
 
-fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let ca = CString::new(a.as_os_str().as_bytes())?;
-    let cb = CString::new(b.as_os_str().as_bytes())?;
-    // SAFETY: both are valid NUL-terminated paths; renameat2 does not retain them.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// A file name for a target's manifest (`gs1_idealized/model` -> `gs1_idealized~model.json`).
+/// A file name for a target's manifest (`l1_a/fit` -> `l1_a~fit.json`).
 pub fn manifest_name(target: &str) -> String {
     format!("{}.json", target.replace('/', "~"))
 }
@@ -474,7 +452,6 @@ impl Store {
     /// fail for want of space or by the file size limit. The room reads as a torn tail (zeros)
     /// until [`Store::commit`] fills it; [`Store::release`] gives it back.
     fn reserve(&mut self, entry: Entry) -> Result<Reserved> {
-        use std::os::fd::AsRawFd;
         let path = self.log_path();
         self.open_log()?;
         let bytes = Self::frame(&entry);
@@ -482,17 +459,9 @@ impl Store {
             return Err(Error::Other("internal: the state log is not open".into()));
         };
         let offset = f.metadata().map_err(|e| Error::io(&path, e))?.len();
-        // SAFETY: a valid open descriptor; posix_fallocate only allocates blocks.
-        let rc = unsafe {
-            libc::posix_fallocate(
-                f.as_raw_fd(),
-                offset as libc::off_t,
-                bytes.len() as libc::off_t,
-            )
-        };
-        if rc != 0 {
+        if let Err(e) = crate::sys::allocate(f, offset, bytes.len() as u64) {
             let _ = f.set_len(offset);
-            return Err(Error::io(&path, std::io::Error::from_raw_os_error(rc)));
+            return Err(Error::io(&path, e));
         }
         Ok(Reserved {
             offset,
@@ -997,7 +966,7 @@ pub enum OutputProblem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::RecipeMaterial;
+    use crate::recipe::Recipe;
 
     fn manifest(key: Digest, target: &str, built: &Path) -> Manifest {
         let (output_digest, files) = Store::hash_output(built).unwrap();
@@ -1005,11 +974,11 @@ mod tests {
             schema: STATE_SCHEMA,
             studymake: "test".into(),
             target: target.into(),
-            kind: "probe".into(),
+            kind: "source".into(),
             condition: None,
             key,
             material: KeyMaterial {
-                recipe: RecipeMaterial::Builtin {
+                recipe: Recipe::Builtin {
                     name: "x".into(),
                     version: 1,
                 },
@@ -1032,19 +1001,19 @@ mod tests {
     fn publish_restore_and_replay() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
-        let scratch = store.scratch("probes/a").unwrap();
+        let scratch = store.scratch("sources/a").unwrap();
         let built = scratch.join("out");
         std::fs::write(&built, b"hello").unwrap();
         let key = Digest([7; 32]);
-        let m = manifest(key, "probes/a", &built);
-        let dest = dir.path().join("a_probe.npy");
+        let m = manifest(key, "sources/a", &built);
+        let dest = dir.path().join("a_source.txt");
         let rec = store.publish(&built, &dest, &m).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
         assert!(store.cached(&key));
         drop(store);
 
         let mut store = Store::open(dir.path()).unwrap();
-        let mut r = store.record("probes/a").unwrap().clone();
+        let mut r = store.record("sources/a").unwrap().clone();
         assert_eq!(r, rec);
         assert_eq!(Store::check_output(&dest, &mut r, false).unwrap(), None);
         std::fs::write(&dest, b"tampered").unwrap();
@@ -1052,7 +1021,7 @@ mod tests {
             Store::check_output(&dest, &mut r, false).unwrap(),
             Some(OutputProblem::Modified(_))
         ));
-        store.restore(&key, &dest, "probes/a").unwrap().unwrap();
+        store.restore(&key, &dest, "sources/a").unwrap().unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
     }
 
@@ -1110,7 +1079,7 @@ mod tests {
     #[test]
     fn directories_are_replaced_atomically() {
         let dir = tempfile::tempdir().unwrap();
-        let dst = dir.path().join("model");
+        let dst = dir.path().join("fitted");
         std::fs::create_dir(&dst).unwrap();
         std::fs::write(dst.join("old"), b"1").unwrap();
         let src = dir.path().join("new");

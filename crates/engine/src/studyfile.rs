@@ -2,12 +2,19 @@
 //!
 //! Parsing is strict: an unknown key, a wrong type or a bad reference is an error of the form
 //! `Studyfile:LINE:COL: message`, naming the key and, when a known name is close, saying
-//! "did you mean". This module only reads the file; [`crate::graph`] expands it into targets.
+//! "did you mean". The top level has the engine's tables (`study`, `params`, `profiles`,
+//! `matrix`, `conditions`, `recipes`, `executor`) and the study's sections of shared artifacts
+//! (from its [`Shape`]). This module only reads the file; [`crate::graph`] expands it into
+//! targets.
 
+use crate::catalog::Shape;
 use crate::error::{Error, Result};
 use crate::params::{Params, Value};
+use crate::recipe::RecipeDecl;
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -23,25 +30,134 @@ pub struct Studyfile {
     pub raw: RawStudyfile,
 }
 
+/// The artifacts of one section, by name.
+pub type ArtifactTable = BTreeMap<String, Spanned<RawArtifact>>;
+
 /// The top level of a Studyfile.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RawStudyfile {
     pub study: RawStudy,
-    #[serde(default)]
     pub params: ParamTable,
-    #[serde(default)]
     pub profiles: BTreeMap<String, Spanned<ParamTable>>,
-    #[serde(default)]
-    pub probes: BTreeMap<String, Spanned<RawArtifact>>,
-    #[serde(default)]
-    pub objects: BTreeMap<String, Spanned<RawArtifact>>,
-    pub matrix: Option<Spanned<RawMatrix>>,
-    #[serde(default)]
+    /// The study's sections of shared artifacts present in the file, by table name.
+    pub sections: BTreeMap<String, ArtifactTable>,
+    /// `[matrix]`: the axes' values and the condition `name` pattern.
+    pub matrix: Option<Spanned<BTreeMap<String, Spanned<MatrixValue>>>>,
     pub conditions: BTreeMap<String, Spanned<ParamTable>>,
-    #[serde(default)]
     pub recipes: BTreeMap<String, Spanned<toml::Value>>,
     pub executor: Option<Spanned<toml::Value>>,
+}
+
+impl RawStudyfile {
+    /// The artifacts of a section, if the file declares any.
+    pub fn section(&self, table: &str) -> Option<&ArtifactTable> {
+        self.sections.get(table)
+    }
+}
+
+/// The engine's top-level tables; the study's sections come between `profiles` and `matrix`.
+const ENGINE_TABLES: [&str; 7] = [
+    "study",
+    "params",
+    "profiles",
+    "matrix",
+    "conditions",
+    "recipes",
+    "executor",
+];
+
+/// Reads the top level, knowing the study's section names.
+struct TopLevel<'a> {
+    sections: &'a [&'static str],
+}
+
+impl TopLevel<'_> {
+    /// Every top-level key, in the order messages list them.
+    fn keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = ENGINE_TABLES[..3].to_vec();
+        keys.extend(self.sections.iter().copied());
+        keys.extend(ENGINE_TABLES[3..].iter().copied());
+        keys
+    }
+}
+
+/// A top-level key, checked against the known ones (as serde's `deny_unknown_fields` would).
+struct TopKey<'a>(&'a TopLevel<'a>);
+
+impl<'de> DeserializeSeed<'de> for TopKey<'_> {
+    type Value = String;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<String, D::Error> {
+        let key = String::deserialize(d)?;
+        let keys = self.0.keys();
+        if keys.contains(&key.as_str()) {
+            Ok(key)
+        } else {
+            Err(de::Error::custom(format!(
+                "unknown field `{key}`, expected one of {}",
+                keys.iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
+    type Value = RawStudyfile;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<RawStudyfile, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel<'_> {
+    type Value = RawStudyfile;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Studyfile")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<RawStudyfile, A::Error> {
+        let mut study = None;
+        let mut raw = RawStudyfile {
+            study: RawStudy {
+                name: Spanned::new(0..0, String::new()),
+                output: default_output(),
+            },
+            params: ParamTable::new(),
+            profiles: BTreeMap::new(),
+            sections: BTreeMap::new(),
+            matrix: None,
+            conditions: BTreeMap::new(),
+            recipes: BTreeMap::new(),
+            executor: None,
+        };
+        while let Some(key) = map.next_key_seed(TopKey(&self))? {
+            match key.as_str() {
+                "study" => study = Some(map.next_value()?),
+                "params" => raw.params = map.next_value()?,
+                "profiles" => raw.profiles = map.next_value()?,
+                "matrix" => raw.matrix = Some(map.next_value()?),
+                "conditions" => raw.conditions = map.next_value()?,
+                "recipes" => raw.recipes = map.next_value()?,
+                "executor" => raw.executor = Some(map.next_value()?),
+                section => {
+                    let table: ArtifactTable = map.next_value()?;
+                    raw.sections.insert(section.to_string(), table);
+                }
+            }
+        }
+        raw.study = study.ok_or_else(|| de::Error::missing_field("study"))?;
+        Ok(raw)
+    }
 }
 
 /// Parameter name -> value, with positions.
@@ -60,7 +176,7 @@ fn default_output() -> Spanned<String> {
     Spanned::new(0..0, "study".to_string())
 }
 
-/// `[probes.NAME]` or `[objects.NAME]`.
+/// `[SECTION.NAME]`: one shared artifact.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawArtifact {
@@ -74,40 +190,79 @@ pub struct RawArtifact {
     pub inputs: BTreeMap<String, Spanned<toml::Value>>,
 }
 
-/// `[matrix]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMatrix {
-    pub gridsize: Spanned<Vec<Spanned<i64>>>,
-    pub probe: Spanned<Vec<Spanned<String>>>,
-    pub object: Option<Spanned<String>>,
-    pub name: Option<Spanned<String>>,
+/// A value of `[matrix]`: a list (each item with its position) or a single value.
+#[derive(Debug)]
+pub enum MatrixValue {
+    List(Vec<Spanned<toml::Value>>),
+    One(toml::Value),
 }
 
-/// How a target is built, as written in the Studyfile.
-#[derive(Clone, Debug, PartialEq)]
-pub enum RecipeDecl {
-    /// A built-in recipe by name.
-    Builtin(String),
-    /// An external command: argv template, optional version, output kind, extra params.
-    Command {
-        argv: Vec<String>,
-        version: Option<String>,
-        output: Option<String>,
-        params: Vec<String>,
-    },
+impl MatrixValue {
+    /// A word for the value's type, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            MatrixValue::List(_) => "a list",
+            MatrixValue::One(v) => toml_type(v),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MatrixValue {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MatrixValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list or a value")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<MatrixValue, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(MatrixValue::List(items))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<MatrixValue, E> {
+                Ok(MatrixValue::One(toml::Value::String(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<MatrixValue, E> {
+                Ok(MatrixValue::One(toml::Value::Integer(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<MatrixValue, E> {
+                Ok(MatrixValue::One(toml::Value::Float(v)))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<MatrixValue, E> {
+                Ok(MatrixValue::One(toml::Value::Boolean(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<MatrixValue, A::Error> {
+                let v = toml::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(MatrixValue::One(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Studyfile {
-    /// Read and parse a Studyfile.
-    pub fn load(path: &Path) -> Result<Studyfile> {
+    /// Read and parse a Studyfile of a study of this shape.
+    pub fn load(path: &Path, shape: &Shape) -> Result<Studyfile> {
         let source = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::parse(path, source)
+        Self::parse(path, source, shape)
     }
 
     /// Parse Studyfile text; `path` is used for messages and relative paths.
-    pub fn parse(path: &Path, source: String) -> Result<Studyfile> {
-        let raw: RawStudyfile = match toml::from_str(&source) {
+    pub fn parse(path: &Path, source: String, shape: &Shape) -> Result<Studyfile> {
+        let sections: Vec<&'static str> = shape.sections.iter().map(|s| s.table).collect();
+        let top = TopLevel {
+            sections: &sections,
+        };
+        let raw: RawStudyfile = match top.deserialize(toml::Deserializer::new(&source)) {
             Ok(raw) => raw,
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
@@ -199,7 +354,7 @@ impl Studyfile {
         }
     }
 
-    /// The recipe of a probe or object table.
+    /// The recipe of a shared artifact's table.
     pub fn artifact_recipe(&self, art: &Spanned<RawArtifact>, what: &str) -> Result<RecipeDecl> {
         let a = art.get_ref();
         match (&a.recipe, &a.command) {
@@ -396,9 +551,14 @@ fn improve_toml_message(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::Catalog;
 
     fn parse(text: &str) -> Result<Studyfile> {
-        Studyfile::parse(Path::new("Studyfile"), text.to_string())
+        Studyfile::parse(
+            Path::new("Studyfile"),
+            text.to_string(),
+            crate::testing::catalog().shape(),
+        )
     }
 
     #[test]
@@ -418,10 +578,10 @@ mod tests {
     #[test]
     fn shell_string_command_is_refused() {
         let sf =
-            parse("[study]\nname = \"x\"\n[recipes]\nmodel = { command = \"python train.py\" }\n")
+            parse("[study]\nname = \"x\"\n[recipes]\nfit = { command = \"python train.py\" }\n")
                 .unwrap();
-        let v = &sf.raw.recipes["model"];
-        let e = sf.recipe_decl(v, "recipes.model").unwrap_err().to_string();
+        let v = &sf.raw.recipes["fit"];
+        let e = sf.recipe_decl(v, "recipes.fit").unwrap_err().to_string();
         assert!(e.contains("argv list, not a shell string"), "{e}");
         assert!(e.contains("[\"python\", \"train.py\"]"), "{e}");
     }
@@ -432,9 +592,9 @@ mod tests {
         assert_eq!(line_col("ab", 0), (1, 1));
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(
-            did_you_mean("nphoton", ["nphotons", "epochs"]),
-            " (did you mean `nphotons`?)"
+            did_you_mean("iteration", ["iterations", "epochs"]),
+            " (did you mean `iterations`?)"
         );
-        assert_eq!(did_you_mean("zzz", ["nphotons"]), "");
+        assert_eq!(did_you_mean("zzz", ["iterations"]), "");
     }
 }

@@ -1,15 +1,16 @@
 //! `studymake verify`: an audit of the study as it is on disk now. For every target it checks
 //! integrity (the outputs are the recorded bytes), freshness (the recorded key is the key of the
-//! current Studyfile and the current bytes of the inputs), the declared parameters (gridsize and
-//! seeds of the condition), the structural gridsize read from the artifacts' content, and lineage
-//! (each artifact's recorded inputs are the current outputs of the targets it claims to come from).
+//! current Studyfile and the current bytes of the inputs), the declared parameters (the
+//! condition's structural and condition parameters, as recorded and as reported, and the
+//! study's own rules from its catalog), the structural facts read from the artifacts' content
+//! now, and lineage (each artifact's recorded inputs are the current outputs of the targets it
+//! claims to come from).
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ConditionParams};
 use crate::error::Result;
-use crate::graph::{Graph, InputSource};
+use crate::freshness::{diff, output_form};
+use crate::graph::{Graph, InputSource, Target};
 use crate::key::{Digest, KeyMaterial};
-use crate::params::Value;
-use crate::scheduler::diff;
 use crate::store::{Manifest, Store};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -49,17 +50,17 @@ impl Check {
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {
     pub target: String,
-    /// The condition, or `study` for probes, objects and the report.
+    /// The condition, or `study` for the shared artifacts and the summary.
     pub row: String,
     pub check: Check,
     pub message: String,
 }
 
 impl Finding {
-    fn new(target: &str, check: Check, message: String) -> Finding {
+    fn new(t: &Target, check: Check, message: String) -> Finding {
         Finding {
-            target: target.to_string(),
-            row: row_of_name(target),
+            target: t.name.clone(),
+            row: row_of(t),
             check,
             message,
         }
@@ -71,6 +72,9 @@ impl Finding {
 pub struct Audit {
     pub targets: usize,
     pub missing: Vec<String>,
+    /// The row of each missing target.
+    #[serde(skip)]
+    missing_rows: Vec<String>,
     pub findings: Vec<Finding>,
     pub rows: Vec<String>,
 }
@@ -93,7 +97,7 @@ impl Audit {
             s.push_str(&format!("{row:w$}"));
             for c in Check::ALL {
                 let bad = self.findings.iter().any(|f| &f.row == row && f.check == c);
-                let missing = self.missing.iter().any(|t| row_of_name(t) == *row);
+                let missing = self.missing_rows.contains(row);
                 let mark = if bad {
                     "FAIL"
                 } else if missing {
@@ -120,11 +124,9 @@ impl Audit {
     }
 }
 
-fn row_of_name(target: &str) -> String {
-    match target.split_once('/') {
-        Some((c, _)) if c != "probes" && c != "objects" => c.to_string(),
-        _ => "study".into(),
-    }
+/// A target's row in the table: its condition, or `study`.
+fn row_of(t: &Target) -> String {
+    t.condition.clone().unwrap_or_else(|| "study".into())
 }
 
 /// Audit the selected targets. `fast` trusts unchanged stat fields instead of rehashing.
@@ -135,24 +137,23 @@ pub fn verify(
     fast: bool,
 ) -> Result<Audit> {
     let store = Store::open_existing(&graph.out_dir)?;
+    let shape = catalog.shape();
     let mut findings = Vec::new();
     let mut missing = Vec::new();
     let mut rows: Vec<String> = graph.conditions.iter().map(|c| c.name.clone()).collect();
     rows.push("study".into());
-    rows.retain(|r| {
-        selected
-            .iter()
-            .any(|&i| row_of_name(&graph.targets[i].name) == *r)
-    });
+    rows.retain(|r| selected.iter().any(|&i| row_of(&graph.targets[i]) == *r));
+    let mut missing_rows = Vec::new();
 
     // Current digests of every selected output, and the manifests.
     let mut current: HashMap<usize, Digest> = HashMap::new();
     let mut manifests: HashMap<usize, Manifest> = HashMap::new();
     for &i in selected {
         let t = &graph.targets[i];
-        let mut add = |check, message| findings.push(Finding::new(&t.name, check, message));
+        let mut add = |check, message| findings.push(Finding::new(t, check, message));
         let Some(store) = &store else {
             missing.push(t.name.clone());
+            missing_rows.push(row_of(t));
             continue;
         };
         let Some(m) = store.manifest(&t.name)? else {
@@ -166,12 +167,15 @@ pub fn verify(
                 );
             } else {
                 missing.push(t.name.clone());
+                missing_rows.push(row_of(t));
+                missing_rows.push(row_of(t));
             }
             continue;
         };
         let path = graph.output_path(i);
         if std::fs::symlink_metadata(&path).is_err() {
             missing.push(t.name.clone());
+            missing_rows.push(row_of(t));
             manifests.insert(i, m);
             continue;
         }
@@ -259,7 +263,7 @@ pub fn verify(
             continue;
         };
         let before = findings.len();
-        let mut add = |check, message| findings.push(Finding::new(&t.name, check, message));
+        let mut add = |check, message| findings.push(Finding::new(t, check, message));
 
         // Lineage: recorded inputs are the current outputs of the declared sources.
         let mut inputs = BTreeMap::new();
@@ -311,8 +315,8 @@ pub fn verify(
                 inputs,
             };
             let material = KeyMaterial {
-                recipe: crate::scheduler::recipe_material(&t.recipe),
-                output: crate::scheduler::output_form(t),
+                recipe: t.recipe.clone(),
+                output: output_form(t),
                 ..material
             };
             if material.key() != m.key {
@@ -342,89 +346,85 @@ pub fn verify(
             }
         }
 
-        // Declared parameters.
-        if let Some(cname) = &t.condition {
-            let c = graph.conditions.iter().find(|c| &c.name == cname);
-            if let Some(c) = c {
-                let g = Value::Int(c.gridsize);
+        // Declared parameters: the condition's structural ones, as recorded and as reported
+        // by the worker; its condition parameters (the seeds), the same.
+        if let Some(c) = graph.condition_of(t) {
+            for p in shape.structural() {
+                let Some(declared) = c.value(p) else { continue };
                 for (source, params) in [
                     ("recorded", &m.material.params),
                     ("reported by the worker", &m.reported),
                 ] {
-                    if let Some(v) = params.get("gridsize") {
-                        if !v.same_as(&g) {
+                    if let Some(v) = params.get(p) {
+                        if !v.same_as(declared) {
                             add(
                                 Check::Params,
-                                format!(
-                                    "{source} gridsize is {v}, condition declares gridsize {}",
-                                    c.gridsize
-                                ),
+                                format!("{source} {p} is {v}, condition declares {p} {declared}"),
                             );
                         }
                     }
                 }
-                if !m.material.params.contains_key("gridsize") {
+                if t.params.contains_key(p) && !m.material.params.contains_key(p) {
                     add(
                         Check::Params,
-                        "no gridsize is recorded for this condition target".into(),
+                        format!("no {p} is recorded for this condition target"),
                     );
                 }
-                if let (Some(rec), Some(decl)) =
-                    (m.material.params.get("seed"), t.params.get("seed"))
-                {
+            }
+            for p in &shape.condition_params {
+                let Some(decl) = t.params.get(*p) else {
+                    continue;
+                };
+                if let Some(rec) = m.material.params.get(*p) {
                     if !rec.same_as(decl) {
-                        let which = if matches!(t.kind.as_str(), "train_data" | "model") {
-                            "train_seed"
-                        } else {
-                            "test_seed"
-                        };
+                        let which = shape.study_name(&t.kind, p);
                         add(
                             Check::Params,
-                            format!(
-                                "recorded seed is {rec}, the condition declares {which} {decl}"
-                            ),
+                            format!("recorded {p} is {rec}, the condition declares {which} {decl}"),
                         );
                     }
                 }
-                if let Some(v) = m.reported.get("seed") {
-                    if let Some(decl) = t.params.get("seed") {
-                        if !v.same_as(decl) {
-                            add(
-                                Check::Params,
-                                format!("the worker reported seed {v}, declared {decl}"),
-                            );
-                        }
+                if let Some(v) = m.reported.get(*p) {
+                    if !v.same_as(decl) {
+                        add(
+                            Check::Params,
+                            format!("the worker reported {p} {v}, declared {decl}"),
+                        );
                     }
                 }
             }
         }
 
-        // Structure: gridsize read from the artifact's content, now.
+        // Structure: the structural facts read from the artifact's content, now.
         if current.contains_key(&i) {
             let facts = catalog
                 .inspect(&t.kind, &graph.output_path(i))
                 .unwrap_or_default();
-            for (k, v) in &facts {
-                if let Some(cname) = &t.condition {
-                    if k == "gridsize" || k.ends_with(".gridsize") {
-                        if let Some(c) = graph.conditions.iter().find(|c| &c.name == cname) {
-                            if !v.same_as(&Value::Int(c.gridsize)) {
-                                add(
-                                    Check::Structure,
-                                    format!("{} {v} (read from the artifact), the condition declares gridsize {}", describe_fact(k), c.gridsize),
-                                );
-                            }
-                        }
-                    }
-                } else if let Some((cname, "gridsize")) = k.rsplit_once('.') {
-                    if let Some(c) = graph.conditions.iter().find(|c| c.name == cname) {
-                        if !v.same_as(&Value::Int(c.gridsize)) {
-                            add(
-                                Check::Structure,
-                                format!("its row for {cname} says gridsize {v}, the condition declares {}", c.gridsize),
-                            );
-                        }
-                    }
+            for f in facts.iter().filter(|f| shape.is_structural(&f.param)) {
+                let (condition, own) = match &f.condition {
+                    Some(c) => (graph.conditions.iter().find(|x| &x.name == c), false),
+                    None => (graph.condition_of(t), true),
+                };
+                let Some(declared) = condition.and_then(|c| c.value(&f.param)) else {
+                    continue;
+                };
+                if !f.value.same_as(declared) {
+                    let (p, v) = (&f.param, &f.value);
+                    add(
+                        Check::Structure,
+                        if own {
+                            format!(
+                                "{} says {p} {v} (read from the artifact), the condition declares {p} {declared}",
+                                f.source
+                            )
+                        } else {
+                            format!(
+                                "{} for {} says {p} {v}, the condition declares {declared}",
+                                f.source,
+                                f.condition.as_deref().unwrap_or_default()
+                            )
+                        },
+                    );
                 }
             }
         }
@@ -436,47 +436,35 @@ pub fn verify(
         }
     }
 
-    // Train and test seeds of each condition must differ.
+    // The study's own rules over each condition's declared parameters.
     for c in &graph.conditions {
-        let seed = |kind: &str| {
-            graph
-                .find(&format!("{}/{kind}", c.name))
-                .and_then(|i| graph.targets[i].params.get("seed").cloned())
-        };
-        if let (Some(a), Some(b)) = (seed("train_data"), seed("test_data")) {
-            if a == b
-                && selected
-                    .iter()
-                    .any(|&i| graph.targets[i].condition.as_deref() == Some(&c.name))
-            {
-                findings.push(Finding {
-                    target: format!("{}/test_data", c.name),
-                    row: c.name.clone(),
-                    check: Check::Params,
-                    message: format!("train and test sets share seed {a}: the test set would repeat the training patterns"),
-                });
-            }
+        if !selected
+            .iter()
+            .any(|&i| graph.targets[i].condition.as_deref() == Some(&c.name))
+        {
+            continue;
+        }
+        let params: ConditionParams = graph
+            .targets
+            .iter()
+            .filter(|t| t.condition.as_deref() == Some(&c.name))
+            .map(|t| (t.kind.as_str(), &t.params))
+            .collect();
+        for (kind, message) in catalog.audit(&params) {
+            findings.push(Finding {
+                target: format!("{}/{kind}", c.name),
+                row: c.name.clone(),
+                check: Check::Params,
+                message,
+            });
         }
     }
 
     Ok(Audit {
         targets: selected.len(),
         missing,
+        missing_rows,
         findings,
         rows,
     })
-}
-
-fn describe_fact(k: &str) -> String {
-    match k {
-        "first_layer.gridsize" => {
-            "the model's first layer (its input channels) says gridsize".into()
-        }
-        "group_index.gridsize" => "the dataset's group_index width says gridsize".into(),
-        "training_log.gridsize" => "the training log declares gridsize".into(),
-        "safetensors.gridsize" => "the model's metadata says gridsize".into(),
-        "model.gridsize" => "the evaluated model has gridsize".into(),
-        "dataset.gridsize" => "the evaluated dataset has gridsize".into(),
-        other => format!("{other} is"),
-    }
 }

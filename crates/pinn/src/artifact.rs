@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use studymake_science::error::{Error, Result};
+use studymake_science::grouping::Gridsize;
 
 /// File names inside a model directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -216,6 +217,42 @@ pub fn header_shape(path: &Path, bytes: &[u8], name: &str) -> Result<Vec<usize>>
         .ok_or_else(|| Error::data(path, format!("the model has no tensor `{name}`")))
 }
 
+/// The first convolution, whose input channels are the network's input channels
+/// (`gridsize^2`).
+pub const FIRST_LAYER: &str = "encoder.0.conv0.weight";
+
+/// What a model file's header says, without loading the network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Header {
+    /// Input channels of the first layer, from the shape its tensor is recorded with.
+    pub first_layer_channels: usize,
+    /// The training seed in the metadata.
+    pub seed: i64,
+}
+
+impl Header {
+    /// Read the header of a model file (checked to be ours).
+    pub fn read(path: &Path) -> Result<Header> {
+        let bytes = fs_err::read(path).map_err(|e| Error::io(path, e))?;
+        let md = read_metadata(path, &bytes)?;
+        let shape = header_shape(path, &bytes, FIRST_LAYER)?;
+        let first_layer_channels = *shape.get(2).ok_or_else(|| {
+            Error::data(
+                path,
+                format!("`{FIRST_LAYER}` has shape {shape:?}, expected (3, 3, Cin, Cout)"),
+            )
+        })?;
+        let seed = md
+            .get("seed")
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or_else(|| Error::data(path, "metadata `seed` is not an integer"))?;
+        Ok(Header {
+            first_layer_channels,
+            seed,
+        })
+    }
+}
+
 fn meta_usize(path: &Path, md: &HashMap<String, String>, key: &str) -> Result<usize> {
     md.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| {
         Error::data(
@@ -274,7 +311,7 @@ pub fn load_safetensors(path: &Path) -> Result<Loaded> {
     let s = meta_f64(path, &md, "intensity_scale")?;
     let nphotons = meta_f64(path, &md, "nphotons")?;
     let channels = meta_usize(path, &md, "channels")?;
-    if channels != gridsize * gridsize {
+    if !Gridsize::new(gridsize as i64).is_some_and(|g| g.fits_width(channels)) {
         return Err(Error::data(
             path,
             format!("metadata says gridsize {gridsize} but {channels} channels"),

@@ -4,6 +4,7 @@
 use ndarray::Array2;
 use studymake_science::dataset::Dataset;
 use studymake_science::error::{Error, Result};
+use studymake_science::grouping::Gridsize;
 
 /// A dataset grouped for the network.
 #[derive(Clone, Debug)]
@@ -31,12 +32,13 @@ impl Groups {
     /// range.
     pub fn new(data: &Dataset, gridsize: usize) -> Result<Groups> {
         let (m, c) = data.group_index.dim();
-        if c != gridsize * gridsize {
+        let needs = Gridsize::new(gridsize as i64).and_then(Gridsize::width);
+        if needs != Some(c) {
             return Err(Error::Invalid(format!(
                 "the dataset's group_index has {c} columns (groups of {c} patterns, gridsize \
                  {:.0}) but the model has gridsize {gridsize} (needs {} columns)",
                 (c as f64).sqrt(),
-                gridsize * gridsize
+                needs.unwrap_or(0)
             )));
         }
         if data.gridsize != gridsize as i64 {

@@ -117,13 +117,7 @@ const PREDICT_BATCH: usize = 32;
 
 /// Predict with a model in memory.
 pub fn predict_with(model: &Pinn, data: &Dataset) -> Result<Prediction> {
-    let (_, c) = data.group_index.dim();
-    if c != model.gridsize * model.gridsize || data.gridsize != model.gridsize as i64 {
-        return Err(Error::Invalid(format!(
-            "the model has gridsize {} but the dataset has gridsize {} (group_index width {c})",
-            model.gridsize, data.gridsize
-        )));
-    }
+    // Groups::new refuses a dataset of another gridsize, naming both.
     let groups = groups::Groups::new(data, model.gridsize)?;
     let n = groups.n;
     if n != model.net.shape.n {

@@ -9,9 +9,9 @@
 use crate::error::{Error, Result};
 use crate::evaluation::{f6, metrics_json, register_and_crop, Aligned, PSNR_NOTE};
 use crate::metrics::{center_crop, image_metrics, ImageMetrics};
+use crate::npy::{read_complex2_npy_f64, read_complex2_npz_f64, NpzFile};
 use ndarray::Array2;
-use ndarray_npy::{NpzReader, ReadNpyExt};
-use num_complex::{Complex32, Complex64};
+use num_complex::Complex64;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -32,10 +32,6 @@ pub struct ComparisonReport {
     pub metrics: ImageMetrics,
 }
 
-fn to_c64(a: Array2<Complex32>) -> Array2<Complex64> {
-    a.mapv(|z| Complex64::new(z.re as f64, z.im as f64))
-}
-
 /// Read one complex 2-D array (complex64 or complex128) from an `.npy` file, or from an `.npz`
 /// member: `key` if given, otherwise the only complex 2-D member. Returns the member used.
 pub fn load_complex_image(
@@ -53,32 +49,10 @@ pub fn load_complex_image(
                 format!("a key (`{k}`) was given but this is not an .npz file"),
             ));
         }
-        let read = |p: &Path| std::fs::File::open(p).map_err(|e| Error::io(p, e));
-        if let Ok(a) = Array2::<Complex32>::read_npy(read(path)?) {
-            return Ok((to_c64(a), None));
-        }
-        return match Array2::<Complex64>::read_npy(read(path)?) {
-            Ok(a) => Ok((a, None)),
-            Err(e) => Err(Error::data(
-                path,
-                format!("expected one 2-D complex64 or complex128 array: {e}"),
-            )),
-        };
+        return read_complex2_npy_f64(path).map(|a| (a, None));
     }
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut npz =
-        NpzReader::new(f).map_err(|e| Error::data(path, format!("not a readable .npz: {e}")))?;
-    let names = npz
-        .names()
-        .map_err(|e| Error::data(path, format!("not a readable .npz: {e}")))?;
-    let mut read_member = |name: &str| -> std::result::Result<Array2<Complex64>, String> {
-        match npz.by_name::<_, ndarray::Ix2>(name) {
-            Ok(a) => Ok(to_c64(a)),
-            Err(_) => npz
-                .by_name::<_, ndarray::Ix2>(name)
-                .map_err(|e| e.to_string()),
-        }
-    };
+    let mut npz = NpzFile::open(path)?;
+    let names = npz.keys();
     match key {
         Some(k) => {
             if !names.iter().any(|n| n == k) {
@@ -87,16 +61,12 @@ pub fn load_complex_image(
                     format!("has no array `{k}`; keys present: {}", names.join(", ")),
                 ));
             }
-            read_member(k)
-                .map(|a| (a, Some(k.to_string())))
-                .map_err(|e| {
-                    Error::data(path, format!("array `{k}` is not a 2-D complex array: {e}"))
-                })
+            read_complex2_npz_f64(&mut npz, k).map(|a| (a, Some(k.to_string())))
         }
         None => {
             let mut found = Vec::new();
             for n in &names {
-                if let Ok(a) = read_member(n) {
+                if let Ok(a) = read_complex2_npz_f64(&mut npz, n) {
                     found.push((n.clone(), a));
                 }
             }
@@ -242,6 +212,7 @@ mod tests {
     use super::*;
     use crate::registration::fourier_shift;
     use ndarray_npy::{NpzWriter, WriteNpyExt};
+    use num_complex::Complex32;
 
     fn image(h: usize, w: usize) -> Array2<Complex64> {
         Array2::from_shape_fn((h, w), |(r, c)| {

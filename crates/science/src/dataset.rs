@@ -18,6 +18,7 @@
 //! dataset always gives the same bytes (see [`crate::npy`]).
 
 use crate::error::{Error, Result};
+use crate::grouping::Gridsize;
 use crate::npy::{NpzFile, NpzOut};
 use ndarray::{arr0, Array1, Array2, Array3, Ix1, Ix2, Ix3};
 use num_complex::Complex32;
@@ -124,14 +125,13 @@ impl Dataset {
                 )));
             }
         }
-        if self.gridsize < 1 {
+        let Some(g) = Gridsize::new(self.gridsize) else {
             return Err(bad(format!(
                 "gridsize is {}; it must be at least 1",
                 self.gridsize
             )));
-        }
-        let c = (self.gridsize as u64).checked_mul(self.gridsize as u64);
-        if c != Some(self.group_index.ncols() as u64) {
+        };
+        if !g.fits_width(self.group_index.ncols()) {
             return Err(bad(format!(
                 "group_index has width {} but gridsize {} needs gridsize^2 = {}",
                 self.group_index.ncols(),

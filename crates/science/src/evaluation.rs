@@ -9,12 +9,17 @@
 use crate::baseline::{epie, EpieOptions};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
+use crate::grouping::Gridsize;
 use crate::metrics::{image_metrics, ImageMetrics};
+use crate::metrics_file::{
+    BaselineRecord, CoverageRecord, DatasetRecord, ImageRecord, MetricsFile, ModelRecord, Models,
+    Offset, RegistrationRecord, Shift, Uncovered, UnregisteredModels,
+};
+use crate::npy::NpzOut;
 use crate::registration::{fourier_shift, phase_cross_correlation};
 use crate::stitch::{align_for_evaluation, extract_patch, stitch};
 use ndarray::{s, Array0, Array2, Array3};
 use num_complex::{Complex32, Complex64};
-use serde_json::json;
 use std::path::Path;
 
 /// What a trained model predicts for a dataset: the input of the evaluation.
@@ -185,19 +190,21 @@ pub struct GridsizeFacts {
 /// Check that the model's gridsize, the dataset's recorded gridsize, the square root of the
 /// dataset's group width and the declared gridsize all agree; the error names every value.
 pub fn check_gridsize(declared: i64, facts: &GridsizeFacts) -> Result<i64> {
-    let root = (facts.group_width as f64).sqrt().round() as i64;
-    let square = root * root == facts.group_width as i64;
-    if !square || facts.model != facts.dataset || facts.dataset != root || root != declared {
+    let from_width = Gridsize::from_width(facts.group_width).map(Gridsize::as_i64);
+    if from_width.is_none()
+        || facts.model != facts.dataset
+        || Some(facts.dataset) != from_width
+        || Some(declared) != from_width
+    {
         return Err(Error::Invalid(format!(
             "gridsize disagreement: the model says {}, the dataset records {}, its group_index \
              is {} wide ({}), and the evaluation declares {declared}",
             facts.model,
             facts.dataset,
             facts.group_width,
-            if square {
-                format!("gridsize {root}")
-            } else {
-                "not a square".to_string()
+            match from_width {
+                Some(g) => format!("gridsize {g}"),
+                None => "not a square".to_string(),
             }
         )));
     }
@@ -358,30 +365,9 @@ pub fn metric_rows(
     rows
 }
 
-fn num(v: f64) -> serde_json::Value {
-    // JSON has no infinities: a perfect PSNR is written as the string "inf".
-    if v.is_finite() {
-        json!(v)
-    } else {
-        json!(f6(v))
-    }
-}
-
-/// The metrics of one model as JSON (`amplitude`/`phase` objects).
+/// The metrics of one model as JSON (`amplitude`/`phase` objects, as in `metrics.json`).
 pub fn metrics_json(m: &ImageMetrics) -> serde_json::Value {
-    let ch = |c: &crate::metrics::ChannelMetrics| {
-        json!({
-            "mae": num(c.mae),
-            "mse": num(c.mse),
-            "psnr_255": num(c.psnr_255),
-            "psnr_range": num(c.psnr_range),
-            "ssim": num(c.ssim),
-            "ms_ssim": num(c.ms_ssim),
-            "frc50": num(c.frc50),
-            "frc1over7": num(c.frc1over7),
-        })
-    };
-    json!({ "amplitude": ch(&m.amplitude), "phase": ch(&m.phase) })
+    serde_json::to_value(ImageRecord::from(m)).expect("metrics always serialise")
 }
 
 /// What PSNR means in every output.
@@ -393,31 +379,14 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
     fs_err::write(path, text).map_err(|e| Error::io(path, e))
 }
 
-fn npz_writer(path: &Path) -> Result<ndarray_npy::NpzWriter<std::fs::File>> {
-    let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    Ok(ndarray_npy::NpzWriter::new_compressed(f))
-}
-
-fn npz_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::data(path, format!("could not write npz member: {e}"))
-}
-
-fn add_images(
-    w: &mut ndarray_npy::NpzWriter<std::fs::File>,
-    path: &Path,
-    prefix: &str,
-    img: &Array2<Complex64>,
-) -> Result<()> {
+/// Add an image's amplitude, phase and complex values as `PREFIX_amplitude` and so on.
+fn add_images(w: &mut NpzOut, prefix: &str, img: &Array2<Complex64>) -> Result<()> {
     let amp = img.mapv(|z| z.norm() as f32);
     let ph = img.mapv(|z| z.arg() as f32);
     let cx = img.mapv(|z| Complex32::new(z.re as f32, z.im as f32));
-    w.add_array(format!("{prefix}_amplitude"), &amp)
-        .map_err(|e| npz_err(path, e))?;
-    w.add_array(format!("{prefix}_phase"), &ph)
-        .map_err(|e| npz_err(path, e))?;
-    w.add_array(format!("{prefix}_complex"), &cx)
-        .map_err(|e| npz_err(path, e))?;
-    Ok(())
+    w.add(&format!("{prefix}_amplitude"), &amp)?;
+    w.add(&format!("{prefix}_phase"), &ph)?;
+    w.add(&format!("{prefix}_complex"), &cx)
 }
 
 impl ConditionEvaluation {
@@ -434,59 +403,69 @@ impl ConditionEvaluation {
         out
     }
 
-    /// `metrics.json` content (deterministic: sorted keys, no timings).
-    pub fn metrics_json(&self) -> String {
-        let off = |a: &Aligned| match (a.offset, a.rejected) {
-            (Some((dy, dx)), None) => json!({ "dy": dy, "dx": dx }),
-            (Some((dy, dx)), Some((ry, rx))) => json!({
-                "dy": dy, "dx": dx,
-                "phase_correlation_rejected": { "dy": ry, "dx": rx },
-                "note": "phase correlation was more than 2 px from the geometric shift; the geometric shift was applied",
-            }),
-            _ => serde_json::Value::Null,
+    /// `metrics.json` of this evaluation.
+    pub fn metrics_file(&self) -> MetricsFile {
+        let off = |a: &Aligned| {
+            a.offset.map(|(dy, dx)| Offset {
+                dx,
+                dy,
+                note: a.rejected.map(|_| {
+                    "phase correlation was more than 2 px from the geometric shift; the \
+                     geometric shift was applied"
+                        .to_string()
+                }),
+                phase_correlation_rejected: a.rejected.map(|(ry, rx)| Shift { dx: rx, dy: ry }),
+            })
         };
-        let v = json!({
-            "gridsize": self.settings.declared_gridsize,
-            "model": { "gridsize": self.gridsize.model },
-            "dataset": {
-                "gridsize": self.gridsize.dataset,
-                "group_index_width": self.gridsize.group_width,
-                "n_patterns": self.n_patterns,
-                "n_groups": self.n_groups,
+        MetricsFile {
+            baseline: BaselineRecord {
+                algorithm: "ePIE (known probe, alpha 1, file order, seeded start)".into(),
+                iterations: self.settings.baseline_iterations,
+                seed: self.settings.seed,
             },
-            "seed": self.settings.seed,
-            "stitch_crop": self.settings.stitch_crop,
-            "baseline": {
-                "algorithm": "ePIE (known probe, alpha 1, file order, seeded start)",
-                "iterations": self.settings.baseline_iterations,
-                "seed": self.settings.seed,
+            coverage: CoverageRecord {
+                network: Uncovered {
+                    uncovered_fraction: self.network.uncovered_fraction,
+                },
+                baseline: Uncovered {
+                    uncovered_fraction: self.baseline.uncovered_fraction,
+                },
+                note: "fraction of the aligned reconstruction not covered by any stitched crop \
+                       (zeros, counted in the metrics)"
+                    .into(),
             },
-            "registration": {
-                "upsample_factor": UPSAMPLE_FACTOR,
-                "border_crop": REGISTRATION_BORDER,
-                NETWORK: off(&self.network.aligned),
-                BASELINE: off(&self.baseline.aligned),
+            dataset: DatasetRecord {
+                gridsize: self.gridsize.dataset,
+                group_index_width: self.gridsize.group_width,
+                n_groups: self.n_groups,
+                n_patterns: self.n_patterns,
             },
-            "psnr_note": PSNR_NOTE,
-            "coverage": {
-                "note": "fraction of the aligned reconstruction not covered by any stitched crop (zeros, counted in the metrics)",
-                NETWORK: { "uncovered_fraction": self.network.uncovered_fraction },
-                BASELINE: { "uncovered_fraction": self.baseline.uncovered_fraction },
+            gridsize: self.settings.declared_gridsize,
+            metrics: Models {
+                network: (&self.network.metrics).into(),
+                baseline: (&self.baseline.metrics).into(),
             },
-            "metrics": {
-                NETWORK: metrics_json(&self.network.metrics),
-                BASELINE: metrics_json(&self.baseline.metrics),
+            metrics_unregistered: UnregisteredModels {
+                network: (&self.network.unregistered).into(),
+                baseline: (&self.baseline.unregistered).into(),
+                note: "the same metrics without registration (border crop only)".into(),
             },
-            "metrics_unregistered": {
-                "note": "the same metrics without registration (border crop only)",
-                NETWORK: metrics_json(&self.network.unregistered),
-                BASELINE: metrics_json(&self.baseline.unregistered),
+            model: ModelRecord {
+                gridsize: self.gridsize.model,
             },
-            "timings": "not recorded in files (they would break byte-identical rebuilds); see the build log",
-        });
-        let mut s = serde_json::to_string_pretty(&v).expect("JSON values always serialise");
-        s.push('\n');
-        s
+            psnr_note: PSNR_NOTE.into(),
+            registration: RegistrationRecord {
+                network: off(&self.network.aligned),
+                border_crop: REGISTRATION_BORDER,
+                baseline: off(&self.baseline.aligned),
+                upsample_factor: UPSAMPLE_FACTOR,
+            },
+            seed: self.settings.seed,
+            stitch_crop: self.settings.stitch_crop,
+            timings: "not recorded in files (they would break byte-identical rebuilds); see the \
+                      build log"
+                .into(),
+        }
     }
 
     /// `frc_curves.csv` content: `model,frequency_bin,amplitude_frc,phase_frc`.
@@ -506,30 +485,28 @@ impl ConditionEvaluation {
     /// Write the evaluation directory's files into the existing directory `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         write_text(&dir.join("comparison_metrics.csv"), &self.comparison_csv())?;
-        write_text(&dir.join("metrics.json"), &self.metrics_json())?;
+        write_text(&dir.join(MetricsFile::NAME), &self.metrics_file().to_text())?;
         write_text(&dir.join("frc_curves.csv"), &self.frc_csv())?;
         let p = dir.join("reconstructions.npz");
-        let mut w = npz_writer(&p)?;
-        add_images(&mut w, &p, "ptychopinn", &self.network.recon)?;
-        add_images(&mut w, &p, "baseline", &self.baseline.recon)?;
-        add_images(&mut w, &p, "ground_truth", &self.network.gt)?;
-        w.finish().map_err(|e| npz_err(&p, e))?;
+        let mut w = NpzOut::compressed(&p)?;
+        add_images(&mut w, "ptychopinn", &self.network.recon)?;
+        add_images(&mut w, "baseline", &self.baseline.recon)?;
+        add_images(&mut w, "ground_truth", &self.network.gt)?;
+        w.finish()?;
         let p = dir.join("reconstructions_aligned.npz");
-        let mut w = npz_writer(&p)?;
-        add_images(&mut w, &p, "ptychopinn", &self.network.aligned.recon)?;
-        add_images(&mut w, &p, "baseline", &self.baseline.aligned.recon)?;
-        add_images(&mut w, &p, "ground_truth", &self.network.aligned.gt)?;
+        let mut w = NpzOut::compressed(&p)?;
+        add_images(&mut w, "ptychopinn", &self.network.aligned.recon)?;
+        add_images(&mut w, "baseline", &self.baseline.aligned.recon)?;
+        add_images(&mut w, "ground_truth", &self.network.aligned.gt)?;
         for (prefix, a) in [
             ("pinn", &self.network.aligned),
             ("baseline", &self.baseline.aligned),
         ] {
             let (dy, dx) = a.offset.unwrap_or((0.0, 0.0));
-            w.add_array(format!("{prefix}_offset_dy"), &Array0::from_elem((), dy))
-                .map_err(|e| npz_err(&p, e))?;
-            w.add_array(format!("{prefix}_offset_dx"), &Array0::from_elem((), dx))
-                .map_err(|e| npz_err(&p, e))?;
+            w.add(&format!("{prefix}_offset_dy"), &Array0::from_elem((), dy))?;
+            w.add(&format!("{prefix}_offset_dx"), &Array0::from_elem((), dx))?;
         }
-        w.finish().map_err(|e| npz_err(&p, e))?;
+        w.finish()?;
         crate::figure::comparison_figure(
             &dir.join("comparison.png"),
             &self.network.aligned.gt,
@@ -540,13 +517,6 @@ impl ConditionEvaluation {
         )?;
         Ok(())
     }
-}
-
-/// Read `metrics.json` of an evaluation directory.
-pub fn read_metrics_json(dir: &Path) -> Result<serde_json::Value> {
-    let p = dir.join("metrics.json");
-    let text = fs_err::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::data(&p, format!("not valid JSON: {e}")))
 }
 
 #[cfg(test)]
@@ -620,10 +590,10 @@ mod tests {
         assert!(csv.contains("\nePIE,psnr_range,"));
         assert!(csv.contains("\nPtychoPINN,registration_offset_dx,,,"));
         assert!(csv.contains("\nPtychoPINN,ssim_unregistered,1.0000"));
-        let j = read_metrics_json(d1.path()).unwrap();
-        assert!(j["metrics_unregistered"]["ePIE"]["phase"]["ssim"].is_number());
-        assert_eq!(j["model"]["gridsize"], 1);
-        assert_eq!(j["dataset"]["gridsize"], 1);
+        let j = MetricsFile::read(d1.path()).unwrap();
+        assert!(j.metrics_unregistered.baseline.phase.ssim.0.is_finite());
+        assert_eq!(j.model.gridsize, 1);
+        assert_eq!(j.dataset.gridsize, 1);
         // The npz holds the documented keys.
         let mut npz = ndarray_npy::NpzReader::new(
             std::fs::File::open(d1.path().join("reconstructions_aligned.npz")).unwrap(),

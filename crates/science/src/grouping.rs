@@ -15,6 +15,56 @@
 use crate::error::{Error, Result};
 use ndarray::Array2;
 use rayon::prelude::*;
+use std::fmt;
+
+/// Patterns per group side: a group holds `gridsize^2` patterns (PtychoPINN's `C`), the
+/// network sees them as `gridsize^2` channels. The one place where a width and a gridsize are
+/// converted: every "width = gridsize^2" check is [`Gridsize::width`] or
+/// [`Gridsize::from_width`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Gridsize(usize);
+
+impl Gridsize {
+    /// The largest gridsize a study may declare (64 patterns per group).
+    pub const STUDY_MAX: Gridsize = Gridsize(8);
+
+    /// A gridsize of at least 1.
+    pub fn new(g: i64) -> Option<Gridsize> {
+        usize::try_from(g).ok().filter(|&g| g >= 1).map(Gridsize)
+    }
+
+    /// The number of patterns per group side.
+    pub fn get(self) -> usize {
+        self.0
+    }
+
+    /// As the integer a file or a parameter holds.
+    pub fn as_i64(self) -> i64 {
+        self.0 as i64
+    }
+
+    /// Patterns per group: `gridsize^2` (`None` on overflow).
+    pub fn width(self) -> Option<usize> {
+        self.0.checked_mul(self.0)
+    }
+
+    /// The gridsize whose groups are `width` patterns wide, if `width` is a positive square.
+    pub fn from_width(width: usize) -> Option<Gridsize> {
+        let r = (width as f64).sqrt().round() as usize;
+        (r > 0 && r.checked_mul(r) == Some(width)).then_some(Gridsize(r))
+    }
+
+    /// Whether groups of `width` patterns are groups of this gridsize.
+    pub fn fits_width(self, width: usize) -> bool {
+        self.width() == Some(width)
+    }
+}
+
+impl fmt::Display for Gridsize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 /// Groups of `gridsize^2` neighbouring patterns, one per pattern: shape `(n, gridsize^2)`, int64
 /// indices into the patterns. Errors if `gridsize == 0`, the lengths differ, a coordinate is not
@@ -80,6 +130,22 @@ pub fn group_neighbours(x: &[f64], y: &[f64], gridsize: usize) -> Result<Array2<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gridsize_and_width_convert_only_for_squares() {
+        for g in 1..=8 {
+            let gs = Gridsize::new(g).unwrap();
+            assert_eq!(gs.width(), Some((g * g) as usize));
+            assert_eq!(Gridsize::from_width((g * g) as usize), Some(gs));
+            assert!(gs.fits_width((g * g) as usize));
+        }
+        for w in [0, 2, 3, 5, 8] {
+            assert_eq!(Gridsize::from_width(w), None, "{w}");
+        }
+        assert_eq!(Gridsize::new(0), None);
+        assert_eq!(Gridsize::new(-1), None);
+        assert!(Gridsize::new(9).unwrap() > Gridsize::STUDY_MAX);
+    }
     use rand::{Rng, SeedableRng};
 
     fn points(n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {

@@ -11,6 +11,7 @@ pub mod figure;
 pub mod gaussian;
 pub mod grouping;
 pub mod metrics;
+pub mod metrics_file;
 pub mod npy;
 pub mod object;
 pub mod poisson;

@@ -448,6 +448,34 @@ pub fn read_complex2_npy(path: &Path) -> Result<ndarray::Array2<Complex32>> {
     }
 }
 
+/// Read a 2-D complex array from `.npy` (`<c8` or `<c16`) at full precision: complex64 values
+/// are widened to complex128.
+pub fn read_complex2_npy_f64(path: &Path) -> Result<ndarray::Array2<Complex64>> {
+    let h = npy_header(path)?;
+    check_complex2(&h, path, "array")?;
+    if h.descr == "<c16" {
+        read_npy::<Complex64, ndarray::Ix2>(path)
+    } else {
+        Ok(read_npy::<Complex32, ndarray::Ix2>(path)?.mapv(widen))
+    }
+}
+
+/// Read a 2-D complex array by key from an open `.npz` at full precision (complex64 widened).
+pub fn read_complex2_npz_f64(npz: &mut NpzFile, key: &str) -> Result<ndarray::Array2<Complex64>> {
+    let h = npz.header(key)?;
+    let path = npz.path().to_path_buf();
+    check_complex2(&h, &path, &format!("array `{key}`"))?;
+    if h.descr == "<c16" {
+        npz.read::<Complex64, ndarray::Ix2>(key)
+    } else {
+        Ok(npz.read::<Complex32, ndarray::Ix2>(key)?.mapv(widen))
+    }
+}
+
+fn widen(z: Complex32) -> Complex64 {
+    Complex64::new(z.re as f64, z.im as f64)
+}
+
 /// Read a 2-D complex array by key from an open `.npz`, cast to complex64.
 pub fn read_complex2_npz(npz: &mut NpzFile, key: &str) -> Result<ndarray::Array2<Complex32>> {
     let h = npz.header(key)?;
@@ -516,6 +544,17 @@ impl NpzOut {
             .last_modified_time(DateTime::default())
             .unix_permissions(0o644)
             .large_file(large);
+        Ok(NpzOut {
+            path: path.to_path_buf(),
+            w: NpzWriter::new_with_options(BufWriter::new(f), opts),
+        })
+    }
+
+    /// Create `path` with deflated entries (as `numpy.savez_compressed`), still with the fixed
+    /// timestamp of [`SimpleFileOptions::default`], so the bytes are deterministic.
+    pub fn compressed(path: &Path) -> Result<NpzOut> {
+        let f = File::create(path).map_err(|e| Error::io(path, e))?;
+        let opts = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
         Ok(NpzOut {
             path: path.to_path_buf(),
             w: NpzWriter::new_with_options(BufWriter::new(f), opts),

@@ -4,21 +4,20 @@
 //! Inputs: `model` (model directory), `test_data` (dataset `.npz`). Params: `gridsize` (checked,
 //! never used as a source), `seed` (baseline start), `baseline_iterations`, `stitch_crop`.
 //! The gridsize actually used is read from the model's prediction and the dataset, and is read
-//! back from the `metrics.json` just written.
+//! back from the `metrics.json` just written ([`crate::facts::metrics`]).
 
 use crate::error::{Error, Result};
-use std::path::Path;
 use studymake_engine::job::JobSpec;
 use studymake_engine::params::{Params, Value};
 use studymake_pinn::predict;
 use studymake_science::dataset::Dataset;
-use studymake_science::evaluation::{evaluate_condition, read_metrics_json, ConditionSettings};
+use studymake_science::evaluation::{evaluate_condition, ConditionSettings};
 
 /// Build `job.output`; returns the parameters actually used.
 pub fn evaluate(job: &JobSpec) -> Result<Params> {
     let model_dir = job.input("model")?;
     let test_path = job.input("test_data")?;
-    let declared = job.param_i64("gridsize")?;
+    let declared = crate::facts::declared(job)?.as_i64();
     let seed = job.param_i64("seed")?;
     let seed_u = u64::try_from(seed).map_err(|_| Error::Build {
         target: job.target.clone(),
@@ -45,27 +44,11 @@ pub fn evaluate(job: &JobSpec) -> Result<Params> {
         (t1 - t0).as_secs_f64(),
         t1.elapsed().as_secs_f64()
     );
-    // Read back what was written.
-    let facts = inspect(out)?;
-    let model_g = facts.get("model.gridsize").and_then(Value::as_i64);
-    let data_g = facts.get("dataset.gridsize").and_then(Value::as_i64);
-    let gridsize = match (model_g, data_g) {
-        (Some(m), Some(d)) if m == d => m,
-        _ => {
-            return Err(Error::Build {
-                target: job.target.clone(),
-                message: format!(
-                "metrics.json records model gridsize {model_g:?} and dataset gridsize {data_g:?}"
-            ),
-            })
-        }
-    };
-    let mut used = Params::new();
-    used.insert("gridsize".into(), Value::Int(gridsize));
-    used.insert(
-        "seed".into(),
-        facts.get("seed").cloned().unwrap_or(Value::Int(seed)),
-    );
+    // Read back what was written: the gridsize (model and dataset agree) and the seed.
+    let mut used: Params = crate::facts::metrics(out)?
+        .into_iter()
+        .map(|f| (f.param, f.value))
+        .collect();
     used.insert(
         "baseline_iterations".into(),
         Value::Int(settings.baseline_iterations as i64),
@@ -77,35 +60,13 @@ pub fn evaluate(job: &JobSpec) -> Result<Params> {
     Ok(used)
 }
 
-/// Structural facts read back from an evaluation directory's `metrics.json`:
-/// `model.gridsize`, `dataset.gridsize` and `seed`.
-pub fn inspect(output: &Path) -> Result<Params> {
-    let j = read_metrics_json(output)?;
-    let p = output.join("metrics.json");
-    let int = |v: &serde_json::Value, what: &str| {
-        v.as_i64()
-            .ok_or_else(|| Error::data(&p, format!("`{what}` is missing or not an integer")))
-    };
-    let mut out = Params::new();
-    out.insert(
-        "model.gridsize".into(),
-        Value::Int(int(&j["model"]["gridsize"], "model.gridsize")?),
-    );
-    out.insert(
-        "dataset.gridsize".into(),
-        Value::Int(int(&j["dataset"]["gridsize"], "dataset.gridsize")?),
-    );
-    out.insert("seed".into(), Value::Int(int(&j["seed"], "seed")?));
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use studymake_science::testdata::perfect_case;
 
     #[test]
-    fn inspect_reads_the_gridsizes_back() {
+    fn the_evaluation_shows_the_gridsize_it_evaluated() {
         let (data, pred) = perfect_case(false);
         let ev = evaluate_condition(
             &pred,
@@ -120,11 +81,15 @@ mod tests {
         .unwrap();
         let d = tempfile::tempdir().unwrap();
         ev.write(d.path()).unwrap();
-        let p = inspect(d.path()).unwrap();
-        assert_eq!(p["model.gridsize"], Value::Int(1));
-        assert_eq!(p["dataset.gridsize"], Value::Int(1));
-        assert_eq!(p["seed"], Value::Int(3));
-        let e = inspect(&d.path().join("nowhere")).unwrap_err().to_string();
+        let f = crate::facts::metrics(d.path()).unwrap();
+        assert_eq!(
+            (f[0].param.as_str(), &f[0].value),
+            ("gridsize", &Value::Int(1))
+        );
+        assert_eq!((f[1].param.as_str(), &f[1].value), ("seed", &Value::Int(3)));
+        let e = crate::facts::metrics(&d.path().join("nowhere"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("metrics.json"), "{e}");
     }
 }

@@ -1,21 +1,29 @@
-//! The built-in recipes: the catalog the engine sees, and the worker that runs one recipe for one
-//! job spec. Each recipe turns a [`JobSpec`] into its output using the `science` modules and
-//! returns the parameters it actually used, read back from what it built where possible.
+//! The PtychoPINN 2x2 probe study, as a layer between the engine and the science: the study's
+//! shape ([`shape`]: its kinds, aliases and parameter ranges), its structural fact and how each
+//! artifact shows it ([`facts`]), and the built-in recipes, which turn a [`JobSpec`] into an
+//! artifact with the science and return the parameters they actually used, read back from what
+//! they built. [`Builtins`] is the catalog the binary hands the engine.
 
 pub mod compare;
 pub mod error;
 pub mod evaluate;
+pub mod facts;
 pub mod model;
 pub mod object;
 pub mod probe;
 pub mod report;
+pub mod shape;
 pub mod simulate;
 
 use crate::error::Result;
+use crate::facts::GRIDSIZE;
 use std::path::Path;
-use studymake_engine::catalog::{Catalog, OutputKind, ParamDecl, RecipeInfo};
-use studymake_engine::job::{JobSpec, RecipeRef, WorkerReport};
+use studymake_engine::catalog::{
+    Catalog, ConditionParams, Fact, OutputKind, ParamDecl, RecipeInfo, Shape,
+};
+use studymake_engine::job::{JobSpec, WorkerReport};
 use studymake_engine::params::{Params, Value};
+use studymake_engine::recipe::Recipe;
 
 /// A recipe's entry point: build `job.output`, return the parameters actually used.
 pub type RecipeFn = fn(&JobSpec) -> Result<Params>;
@@ -24,8 +32,9 @@ fn p(name: &'static str, default: Option<Value>, doc: &'static str) -> ParamDecl
     ParamDecl { name, default, doc }
 }
 
-/// The built-in recipes with their entry points.
+/// The study's catalog: its shape and the built-in recipes with their entry points.
 pub struct Builtins {
+    shape: Shape,
     entries: Vec<(RecipeInfo, RecipeFn)>,
 }
 
@@ -106,7 +115,7 @@ impl Builtins {
                     // v3: the vectorised Poisson sampler (science::poisson) draws other bits.
                     version: 3,
                     params: vec![
-                        p("gridsize", None, "patterns per group side (C = gridsize^2)"),
+                        p(GRIDSIZE, None, "patterns per group side (C = gridsize^2)"),
                         p("seed", None, "scan positions, noise and grouping seed"),
                         p("n_images", None, "number of diffraction patterns"),
                         p("nphotons", Some(Value::Float(1e9)), "photons per pattern"),
@@ -128,7 +137,7 @@ impl Builtins {
                     // rounding in every Winograd layer).
                     version: 7,
                     params: vec![
-                        p("gridsize", None, "patterns per group side (C = gridsize^2)"),
+                        p(GRIDSIZE, None, "patterns per group side (C = gridsize^2)"),
                         p("seed", None, "weights, shuffling and validation split seed"),
                         p("epochs", None, "training epochs"),
                         p("batch_size", Some(Value::Int(16)), "groups per batch"),
@@ -148,7 +157,7 @@ impl Builtins {
                     // v2: ssim_unregistered rows and metrics_unregistered in metrics.json.
                     version: 2,
                     params: vec![
-                        p("gridsize", None, "patterns per group side"),
+                        p(GRIDSIZE, None, "patterns per group side"),
                         p("seed", None, "baseline initialisation seed"),
                         p("baseline_iterations", Some(Value::Int(50)), "ePIE iterations"),
                         p("stitch_crop", Some(Value::Int(20)), "central crop of each patch when stitching"),
@@ -171,7 +180,10 @@ impl Builtins {
                 report::report,
             ),
         ];
-        Builtins { entries }
+        Builtins {
+            shape: shape::shape(),
+            entries,
+        }
     }
 
     fn entry(&self, name: &str) -> Option<&(RecipeInfo, RecipeFn)> {
@@ -181,7 +193,7 @@ impl Builtins {
     /// Run the job's built-in recipe and write its report. Called in the worker process.
     pub fn run_job(&self, job: &JobSpec) -> studymake_engine::Result<()> {
         use studymake_engine::Error;
-        let RecipeRef::Builtin { name, version } = &job.recipe else {
+        let Recipe::Builtin { name, version } = &job.recipe else {
             return Err(Error::Other(format!(
                 "{}: the built-in worker was handed an external command",
                 job.target
@@ -212,6 +224,10 @@ impl Default for Builtins {
 }
 
 impl Catalog for Builtins {
+    fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
     fn recipe(&self, name: &str) -> Option<&RecipeInfo> {
         self.entry(name).map(|(info, _)| info)
     }
@@ -220,14 +236,19 @@ impl Catalog for Builtins {
         self.entries.iter().map(|(info, _)| info).collect()
     }
 
-    fn inspect(&self, kind: &str, output: &Path) -> studymake_engine::Result<Params> {
-        let facts = match kind {
-            "train_data" | "test_data" => simulate::inspect(output),
-            "model" => model::inspect(output),
-            "metrics" => evaluate::inspect(output),
-            "report" => report::inspect(output),
-            _ => Ok(Params::new()),
-        };
-        Ok(facts?)
+    fn check_param(&self, name: &str, value: &Value) -> std::result::Result<(), String> {
+        shape::check_param(name, value)
+    }
+
+    fn inspect(&self, kind: &str, output: &Path) -> studymake_engine::Result<Vec<Fact>> {
+        Ok(facts::read(kind, output)?)
+    }
+
+    fn audit(&self, condition: &ConditionParams) -> Vec<(&'static str, String)> {
+        shape::audit(condition)
+    }
+
+    fn run(&self, job: &JobSpec) -> studymake_engine::Result<()> {
+        self.run_job(job)
     }
 }

@@ -1,20 +1,16 @@
 //! The `pinn` recipe: train the physics-informed network on one dataset and write the model
-//! directory (`model.safetensors`, `model.json`, `training.log`); and `inspect`, which reads the
-//! structural facts back from those files.
+//! directory (`model.safetensors`, `model.json`, `training.log`). What it built is read back by
+//! [`crate::facts::model`].
 
 use crate::error::{Error, Result};
 use std::io::Write;
-use std::path::Path;
 use studymake_engine::job::JobSpec;
 use studymake_engine::params::{Params, Value};
-use studymake_pinn::artifact::{self, header_shape, read_metadata};
+use studymake_pinn::artifact;
 use studymake_pinn::network::NetShape;
 use studymake_pinn::pinn::{intensity_scale, split_sizes};
 use studymake_pinn::{self as pinn_model, TrainConfig};
 use studymake_science::dataset::Dataset;
-
-/// The first convolution, whose input channels are `gridsize^2`.
-const FIRST_LAYER: &str = "encoder.0.conv0.weight";
 
 /// Build `job.output`; returns the parameters actually used.
 pub fn train(job: &JobSpec) -> Result<Params> {
@@ -27,8 +23,9 @@ pub fn train(job: &JobSpec) -> Result<Params> {
         target: job.target.clone(),
         message,
     };
+    let gridsize = crate::facts::declared(job)?;
     let cfg = TrainConfig {
-        gridsize: job.param_usize("gridsize")?,
+        gridsize: gridsize.get(),
         seed: job.param_usize("seed")? as u64,
         epochs: job.param_usize("epochs")?,
         batch_size: job.param_usize("batch_size")?,
@@ -39,13 +36,12 @@ pub fn train(job: &JobSpec) -> Result<Params> {
     let data_path = job.input("train_data")?;
     let data = Dataset::load(data_path)?;
     let (m, width) = data.group_index.dim();
-    if width != cfg.gridsize * cfg.gridsize {
+    if !gridsize.fits_width(width) {
         return Err(build(format!(
             "the training data {} has groups of {width} patterns (group_index width {width}) but \
-             the model is declared with gridsize {} (needs width {})",
+             the model is declared with gridsize {gridsize} (needs width {})",
             data_path.display(),
-            cfg.gridsize,
-            cfg.gridsize * cfg.gridsize
+            gridsize.width().unwrap_or(0)
         )));
     }
     let dir = &job.output;
@@ -105,15 +101,11 @@ pub fn train(job: &JobSpec) -> Result<Params> {
     .map_err(|e| Error::io(&log_path, e))?;
     artifact::save(dir, &model, &cfg, &history)?;
 
-    // Read back what was built.
-    let facts = inspect(dir)?;
-    let gridsize = facts
-        .get("first_layer.gridsize")
-        .cloned()
-        .ok_or_else(|| build("the saved model has no readable first layer".into()))?;
-    let mut used = Params::new();
-    used.insert("gridsize".into(), gridsize);
-    used.insert("seed".into(), Value::Int(cfg.seed as i64));
+    // Read back what was built: the gridsize and the seed from the saved model.
+    let mut used: Params = crate::facts::model(dir)?
+        .into_iter()
+        .map(|f| (f.param, f.value))
+        .collect();
     used.insert("epochs".into(), Value::Int(cfg.epochs as i64));
     used.insert("batch_size".into(), Value::Int(cfg.batch_size as i64));
     used.insert(
@@ -125,55 +117,6 @@ pub fn train(job: &JobSpec) -> Result<Params> {
     Ok(used)
 }
 
-fn int_sqrt(v: usize) -> Option<usize> {
-    let r = (v as f64).sqrt().round() as usize;
-    (r * r == v).then_some(r)
-}
-
-/// Structural facts read back from a model directory: `first_layer.gridsize` (square root of
-/// the first convolution's input channels in `model.safetensors`), `safetensors.gridsize` (its
-/// metadata), `training_log.gridsize` (the `gridsize:` line of `training.log`) and `seed`
-/// (metadata).
-pub fn inspect(output: &Path) -> Result<Params> {
-    let path = output.join(artifact::WEIGHTS_FILE);
-    let bytes = fs_err::read(&path).map_err(|e| Error::io(&path, e))?;
-    let md = read_metadata(&path, &bytes)?;
-    let shape = header_shape(&path, &bytes, FIRST_LAYER)?;
-    let cin = *shape.get(2).ok_or_else(|| {
-        Error::data(
-            &path,
-            format!("`{FIRST_LAYER}` has shape {shape:?}, expected (3, 3, Cin, Cout)"),
-        )
-    })?;
-    let g = int_sqrt(cin).ok_or_else(|| {
-        Error::data(
-            &path,
-            format!("the first layer has {cin} input channels, not a square"),
-        )
-    })?;
-    let mut facts = Params::new();
-    facts.insert("first_layer.gridsize".into(), Value::Int(g as i64));
-    let meta_int = |key: &str| -> Result<i64> {
-        md.get(key)
-            .and_then(|v| v.parse::<i64>().ok())
-            .ok_or_else(|| Error::data(&path, format!("metadata `{key}` is not an integer")))
-    };
-    facts.insert(
-        "safetensors.gridsize".into(),
-        Value::Int(meta_int("gridsize")?),
-    );
-    facts.insert("seed".into(), Value::Int(meta_int("seed")?));
-    let log_path = output.join(artifact::LOG_FILE);
-    let log = fs_err::read_to_string(&log_path).map_err(|e| Error::io(&log_path, e))?;
-    let lg = log
-        .lines()
-        .find_map(|l| l.strip_prefix("gridsize: "))
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .ok_or_else(|| Error::data(&log_path, "no `gridsize: <n>` line in the training log"))?;
-    facts.insert("training_log.gridsize".into(), Value::Int(lg));
-    Ok(facts)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,7 +124,7 @@ mod tests {
     use studymake_science::testdata::simulate;
 
     #[test]
-    fn inspect_reads_gridsize_from_the_layer_the_metadata_and_the_log() {
+    fn the_model_shows_its_gridsize_in_its_first_layer() {
         let data = simulate(16, 48, 24, 2, 3);
         let cfg = TrainConfig {
             gridsize: 2,
@@ -195,21 +138,15 @@ mod tests {
         let (model, _, hist) = pinn_model::train(&data, &cfg, &mut |_| {}).unwrap();
         let dir = tempfile::tempdir().unwrap();
         save(dir.path(), &model, &cfg, &hist).unwrap();
-        fs_err::write(
-            dir.path().join(artifact::LOG_FILE),
-            "x\ngridsize: 2\ninput shape: (16, 16, 4)\n",
-        )
-        .unwrap();
-        let f = inspect(dir.path()).unwrap();
-        assert_eq!(f["first_layer.gridsize"], Value::Int(2));
-        assert_eq!(f["safetensors.gridsize"], Value::Int(2));
-        assert_eq!(f["training_log.gridsize"], Value::Int(2));
-        assert_eq!(f["seed"], Value::Int(11));
-        // A log that lies is reported as it is (the engine compares it).
-        fs_err::write(dir.path().join(artifact::LOG_FILE), "gridsize: 1\n").unwrap();
+        let f = crate::facts::model(dir.path()).unwrap();
+        assert_eq!(f[0].label, "first_layer.gridsize");
+        assert_eq!(f[0].value, Value::Int(2));
         assert_eq!(
-            inspect(dir.path()).unwrap()["training_log.gridsize"],
-            Value::Int(1)
+            (f[1].param.as_str(), &f[1].value),
+            ("seed", &Value::Int(11))
         );
+        // What a log says is not a fact: the layer is.
+        fs_err::write(dir.path().join(artifact::LOG_FILE), "gridsize: 1\n").unwrap();
+        assert_eq!(crate::facts::model(dir.path()).unwrap(), f);
     }
 }

@@ -93,7 +93,8 @@ pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
-    use studymake_engine::job::{RecipeRef, JOB_SCHEMA};
+    use studymake_engine::job::JOB_SCHEMA;
+    use studymake_engine::recipe::Recipe;
 
     /// A job spec for tests.
     pub(crate) fn job(
@@ -106,7 +107,7 @@ pub(crate) mod tests {
             schema: JOB_SCHEMA,
             target: format!("test/{name}"),
             kind: name.into(),
-            recipe: RecipeRef::Builtin {
+            recipe: Recipe::Builtin {
                 name: name.into(),
                 version: 1,
             },

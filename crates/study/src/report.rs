@@ -10,15 +10,17 @@
 //! `frc_amplitude.png`, `frc_phase.png`. All deterministic (conditions in sorted order).
 
 use crate::error::{Error, Result};
+use crate::facts::GRIDSIZE;
 use ndarray::Array2;
-use ndarray_npy::{NpzReader, ReadNpyExt};
 use num_complex::{Complex32, Complex64};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use studymake_engine::job::JobSpec;
 use studymake_engine::params::{Params, Value};
-use studymake_science::evaluation::{f6, read_metrics_json, BASELINE, NETWORK, PSNR_NOTE};
+use studymake_science::evaluation::{f6, BASELINE, NETWORK, PSNR_NOTE};
 use studymake_science::figure::{complex_grid, line_chart, ChartSpec, LegendPosition, Series};
+use studymake_science::metrics_file::{ImageRecord, MetricsFile};
+use studymake_science::npy::{read_complex2_npy_f64, NpzFile};
 
 /// The numbers of one model in one condition, as read from `metrics.json`.
 #[derive(Clone, Debug, Default)]
@@ -46,22 +48,14 @@ pub struct Condition {
     pub metrics_dir: PathBuf,
 }
 
-fn jnum(v: &serde_json::Value) -> f64 {
-    match v {
-        serde_json::Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
-        serde_json::Value::String(s) => s.parse::<f64>().unwrap_or(f64::NAN),
-        _ => f64::NAN,
-    }
-}
-
-fn model_numbers(m: &serde_json::Value) -> ModelNumbers {
-    let two = |k: &str| [jnum(&m["amplitude"][k]), jnum(&m["phase"][k])];
+fn model_numbers(m: &ImageRecord) -> ModelNumbers {
+    let (a, p) = (&m.amplitude, &m.phase);
     ModelNumbers {
-        psnr_range: two("psnr_range"),
-        psnr_255: two("psnr_255"),
-        ssim: two("ssim"),
-        ms_ssim: two("ms_ssim"),
-        frc50: two("frc50"),
+        psnr_range: [a.psnr_range.0, p.psnr_range.0],
+        psnr_255: [a.psnr_255.0, p.psnr_255.0],
+        ssim: [a.ssim.0, p.ssim.0],
+        ms_ssim: [a.ms_ssim.0, p.ms_ssim.0],
+        frc50: [a.frc50.0, p.frc50.0],
     }
 }
 
@@ -140,22 +134,9 @@ pub fn read_losses(model_dir: &Path) -> std::result::Result<(Vec<f64>, Vec<f64>)
     }
 }
 
-fn read_complex_npy(path: &Path) -> Result<Array2<Complex64>> {
-    let open = || std::fs::File::open(path).map_err(|e| Error::io(path, e));
-    if let Ok(a) = Array2::<Complex32>::read_npy(open()?) {
-        return Ok(a.mapv(|z| Complex64::new(z.re as f64, z.im as f64)));
-    }
-    Array2::<Complex64>::read_npy(open()?)
-        .map_err(|e| Error::data(path, format!("expected a 2-D complex probe array: {e}")))
-}
-
 fn read_aligned(dir: &Path, key: &str) -> Result<Array2<Complex64>> {
     let p = dir.join("reconstructions_aligned.npz");
-    let f = std::fs::File::open(&p).map_err(|e| Error::io(&p, e))?;
-    let mut npz = NpzReader::new(f).map_err(|e| Error::data(&p, format!("not an .npz: {e}")))?;
-    let a: Array2<Complex32> = npz
-        .by_name(key)
-        .map_err(|e| Error::data(&p, format!("no 2-D complex64 array `{key}`: {e}")))?;
+    let a: Array2<Complex32> = NpzFile::open(&p)?.read(key)?;
     Ok(a.mapv(|z| Complex64::new(z.re as f64, z.im as f64)))
 }
 
@@ -180,26 +161,20 @@ pub fn gather(job: &JobSpec) -> Result<(Vec<Condition>, Vec<String>)> {
         let Some(name) = role.strip_prefix("metrics.") else {
             continue;
         };
-        let j = read_metrics_json(dir)?;
-        let mp = dir.join("metrics.json");
-        let mg = j["model"]["gridsize"]
-            .as_i64()
-            .ok_or_else(|| Error::data(&mp, "`model.gridsize` is missing"))?;
-        let dg = j["dataset"]["gridsize"]
-            .as_i64()
-            .ok_or_else(|| Error::data(&mp, "`dataset.gridsize` is missing"))?;
-        let declared = job.param_i64(&format!("gridsize.{name}"))?;
+        let j = MetricsFile::read(dir)?;
+        let (mg, dg) = (j.model.gridsize, j.dataset.gridsize);
+        let declared = job.param_i64(&format!("{GRIDSIZE}.{name}"))?;
         if mg != dg || mg != declared {
             return Err(Error::Build {
                 target: job.target.clone(),
                 message: format!(
                     "condition {name}: metrics.json records model gridsize {mg} and dataset \
-                     gridsize {dg}, but the report declares gridsize.{name} = {declared}"
+                     gridsize {dg}, but the report declares {GRIDSIZE}.{name} = {declared}"
                 ),
             });
         }
         let probe = job.param_str(&format!("probe.{name}"))?.to_string();
-        let holes = jnum(&j["coverage"][NETWORK]["uncovered_fraction"]);
+        let holes = j.coverage.network.uncovered_fraction;
         if holes > 0.01 {
             notes.push(format!(
                 "{name}: {:.1}% of the evaluated area is covered by no stitched crop (zeros, \
@@ -228,8 +203,8 @@ pub fn gather(job: &JobSpec) -> Result<(Vec<Condition>, Vec<String>)> {
             name: name.to_string(),
             gridsize: mg,
             probe,
-            network: model_numbers(&j["metrics"][NETWORK]),
-            baseline: model_numbers(&j["metrics"][BASELINE]),
+            network: model_numbers(&j.metrics.network),
+            baseline: model_numbers(&j.metrics.baseline),
             frc: read_frc(dir)?,
             losses,
             metrics_dir: dir.clone(),
@@ -447,7 +422,7 @@ pub fn report(job: &JobSpec) -> Result<Params> {
     let mut probes = Vec::new();
     for (role, path) in &job.inputs {
         if let Some(name) = role.strip_prefix("probe.") {
-            probes.push((name.to_string(), read_complex_npy(path)?));
+            probes.push((name.to_string(), read_complex2_npy_f64(path)?));
         }
     }
     if probes.is_empty() {
@@ -540,22 +515,20 @@ pub fn report(job: &JobSpec) -> Result<Params> {
     fs_err::write(&csv_path, &csv).map_err(|e| Error::io(&csv_path, e))?;
     let md_path = out.join("summary.md");
     fs_err::write(&md_path, summary_md(&conds, &notes)).map_err(|e| Error::io(&md_path, e))?;
-    let mut used = inspect(out)?;
+    // Read back what was written: each condition's gridsize from its rows of summary.csv.
+    let mut used = Params::new();
+    for (name, g) in read_summary_gridsizes(out)? {
+        used.insert(format!("{GRIDSIZE}.{name}"), Value::Int(g));
+    }
     for c in &conds {
         used.insert(format!("probe.{}", c.name), Value::Str(c.probe.clone()));
-    }
-    // Report the gridsizes under the declared parameter names too.
-    for c in &conds {
-        if let Some(v) = used.get(&format!("{}.gridsize", c.name)).cloned() {
-            used.insert(format!("gridsize.{}", c.name), v);
-        }
     }
     Ok(used)
 }
 
-/// Structural facts read back from a report: `<condition>.gridsize` for every condition, as
-/// written in `summary.csv` (the network's and the baseline's rows must agree).
-pub fn inspect(output: &Path) -> Result<Params> {
+/// Each condition's gridsize as `summary.csv` in a report directory gives it (the network's
+/// and the baseline's rows must agree), in the file's order.
+pub fn read_summary_gridsizes(output: &Path) -> Result<Vec<(String, i64)>> {
     let p = output.join("summary.csv");
     let text = fs_err::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
     let mut lines = text.lines();
@@ -565,7 +538,7 @@ pub fn inspect(output: &Path) -> Result<Params> {
             "unexpected header (not a studymake summary.csv)",
         ));
     }
-    let mut out = Params::new();
+    let mut out: Vec<(String, i64)> = Vec::new();
     for (i, line) in lines.enumerate() {
         let f: Vec<&str> = line.split(',').collect();
         if f.len() < 4 {
@@ -577,16 +550,16 @@ pub fn inspect(output: &Path) -> Result<Params> {
                 format!("line {}: gridsize `{}` is not an integer", i + 2, f[1]),
             )
         })?;
-        let key = format!("{}.gridsize", f[0]);
-        if let Some(prev) = out.get(&key) {
-            if prev != &Value::Int(g) {
+        match out.iter().find(|(c, _)| c == f[0]) {
+            Some((_, prev)) if *prev != g => {
                 return Err(Error::data(
                     &p,
                     format!("condition {} has rows with gridsize {prev} and {g}", f[0]),
-                ));
+                ))
             }
+            Some(_) => {}
+            None => out.push((f[0].to_string(), g)),
         }
-        out.insert(key, Value::Int(g));
     }
     Ok(out)
 }
@@ -594,8 +567,8 @@ pub fn inspect(output: &Path) -> Result<Params> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray_npy::WriteNpyExt;
-    use studymake_engine::job::{RecipeRef, JOB_SCHEMA};
+    use studymake_engine::job::JOB_SCHEMA;
+    use studymake_engine::recipe::Recipe;
     use studymake_science::evaluation::{evaluate_condition, ConditionSettings};
     use studymake_science::testdata::perfect_case;
 
@@ -654,9 +627,7 @@ mod tests {
         }
         for probe in ["idealized", "hybrid"] {
             let p = d.path().join(format!("{probe}.npy"));
-            data.probe
-                .write_npy(std::fs::File::create(&p).unwrap())
-                .unwrap();
+            studymake_science::npy::write_npy(&p, &data.probe).unwrap();
             inputs.insert(format!("probe.{probe}"), p);
         }
         let out = d.path().join("report");
@@ -664,7 +635,7 @@ mod tests {
             schema: JOB_SCHEMA,
             target: "report".into(),
             kind: "report".into(),
-            recipe: RecipeRef::Builtin {
+            recipe: Recipe::Builtin {
                 name: "report".into(),
                 version: 1,
             },
@@ -676,9 +647,13 @@ mod tests {
         };
         let used = report(&job).unwrap();
         for (name, g, _, _) in conds {
-            assert_eq!(used[&format!("{name}.gridsize")], Value::Int(g));
             assert_eq!(used[&format!("gridsize.{name}")], Value::Int(g));
         }
+        let facts = crate::facts::report(&out).unwrap();
+        assert_eq!(facts.len(), 4);
+        assert!(facts
+            .iter()
+            .all(|f| f.param == "gridsize" && f.condition.is_some()));
         let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
         for (name, ..) in conds {
             assert!(

@@ -8,17 +8,16 @@
 //! and seed hold identical patterns.
 
 use crate::error::{Error, Result};
-use std::path::Path;
 use studymake_engine::job::JobSpec;
-use studymake_engine::params::{Params, Value};
-use studymake_science::dataset::DatasetSummary;
+use studymake_engine::params::Params;
 use studymake_science::simulate::SimParams;
 use studymake_science::{object, probe, simulate as sim};
 
-/// Build `job.output`; returns `gridsize` (sqrt of the written group width, checked against the
-/// written scalar), `seed`, `n_images` (patterns written) and `nphotons`, all read back.
+/// Build `job.output`; returns `gridsize` (from the written group width; the file's own
+/// scalar is checked against it when it is saved), `seed`, `n_images` (patterns written) and
+/// `nphotons`, all read back ([`crate::facts::dataset`]).
 pub fn simulate(job: &JobSpec) -> Result<Params> {
-    let gridsize = job.param_usize("gridsize")?;
+    let gridsize = crate::facts::declared(job)?.get();
     let n_images = job.param_usize("n_images")?;
     let nphotons = job.param_f64("nphotons")?;
     let seed = super::object::seed_param(job)?;
@@ -45,57 +44,18 @@ pub fn simulate(job: &JobSpec) -> Result<Params> {
         })?;
     d.save(&job.output)?;
     drop(d);
-    let s = DatasetSummary::read(&job.output)?;
-    let g = group_gridsize(s.group_shape.1);
-    if g.as_i64() != Some(s.gridsize) {
-        return Err(Error::data(
-            &job.output,
-            format!(
-                "wrote gridsize {} but group_index has width {}",
-                s.gridsize, s.group_shape.1
-            ),
-        ));
-    }
-    let mut out = Params::new();
-    out.insert("gridsize".into(), g);
-    out.insert("seed".into(), Value::Int(s.seed));
-    out.insert("n_images".into(), Value::Int(s.n_images as i64));
-    out.insert("nphotons".into(), Value::Float(s.nphotons));
-    Ok(out)
-}
-
-/// The gridsize implied by a group width: `Int(sqrt(width))` for a perfect square, otherwise
-/// `Float(sqrt(width))`, a non-integer that cannot equal any declared gridsize.
-fn group_gridsize(width: usize) -> Value {
-    let r = (width as f64).sqrt().round() as usize;
-    if r * r == width && r > 0 {
-        Value::Int(r as i64)
-    } else {
-        Value::Float((width as f64).sqrt())
-    }
-}
-
-/// Structural facts of a dataset file (see `Catalog::inspect`), from headers and scalars only:
-/// `gridsize` (the scalar), `group_index.gridsize` (from the group width), `seed`, `n_images`
-/// (patterns in the file) and `nphotons`.
-pub fn inspect(output: &Path) -> Result<Params> {
-    let s = DatasetSummary::read(output)?;
-    let mut out = Params::new();
-    out.insert("gridsize".into(), Value::Int(s.gridsize));
-    out.insert(
-        "group_index.gridsize".into(),
-        group_gridsize(s.group_shape.1),
-    );
-    out.insert("seed".into(), Value::Int(s.seed));
-    out.insert("n_images".into(), Value::Int(s.n_images as i64));
-    out.insert("nphotons".into(), Value::Float(s.nphotons));
-    Ok(out)
+    // What was written, read back: the gridsize from the group width, the scalars.
+    Ok(crate::facts::dataset(&job.output)?
+        .into_iter()
+        .map(|f| (f.param, f.value))
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::probe::tests::job;
+    use studymake_engine::params::Value;
     use studymake_science::dataset::Dataset;
 
     #[test]
@@ -140,9 +100,9 @@ mod tests {
             assert_eq!(got.get("n_images"), Some(&Value::Int(30)));
             assert_eq!(got.get("seed"), Some(&Value::Int(42)));
             assert_eq!(got.get("nphotons"), Some(&Value::Float(1e8)));
-            let ins = inspect(&out).unwrap();
-            assert_eq!(ins.get("gridsize"), Some(&Value::Int(gs)));
-            assert_eq!(ins.get("group_index.gridsize"), Some(&Value::Int(gs)));
+            let facts = crate::facts::dataset(&out).unwrap();
+            assert_eq!(facts[0].label, "group_index.gridsize");
+            assert_eq!(facts[0].value, Value::Int(gs));
             files.push(Dataset::load(&out).unwrap());
         }
         assert_eq!(files[0].diffraction, files[1].diffraction);
@@ -172,15 +132,5 @@ mod tests {
             e.contains("big.npy") && e.contains("o.npz") && e.contains("smaller"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn non_square_group_width_cannot_equal_a_gridsize() {
-        assert_eq!(group_gridsize(4), Value::Int(2));
-        assert_eq!(group_gridsize(1), Value::Int(1));
-        for w in [2usize, 3, 5, 8] {
-            let v = group_gridsize(w);
-            assert!((1..10).all(|g| !v.same_as(&Value::Int(g))), "{w}");
-        }
     }
 }

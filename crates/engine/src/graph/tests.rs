@@ -1,0 +1,218 @@
+//! The expansion on the made-up study of [`crate::testing`]: Studyfiles written inline.
+
+use super::*;
+use crate::testing::{graph, studyfile_text};
+
+const MATRIX: &str = "[matrix]\nlevel = [1, 2]\nsource = [\"a\", \"b\"]\n";
+
+fn err(text: &str) -> String {
+    graph(text).unwrap_err().to_string()
+}
+
+#[test]
+fn the_matrix_expands_every_combination_with_its_kinds_and_a_summary() {
+    let g = graph(&studyfile_text(MATRIX)).unwrap();
+    let names: Vec<&str> = g.conditions.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["l1_a", "l1_b", "l2_a", "l2_b"]);
+    let c = &g.conditions[2];
+    assert_eq!(c.value("level"), Some(&Value::Int(2)));
+    assert_eq!(c.value("source"), Some(&Value::Str("a".into())));
+    let t = &g.targets[g.find("l2_a/fit").unwrap()];
+    assert_eq!(t.kind, "fit");
+    assert_eq!(t.condition.as_deref(), Some("l2_a"));
+    assert_eq!(t.output, PathBuf::from("l2_a/fitted"));
+    assert!(t.output_is_dir);
+    // The structural value from the condition, `seed` read as `fit_seed`, `steps` from [params].
+    let want: Params = [
+        ("level", Value::Int(2)),
+        ("seed", Value::Int(3)),
+        ("size", Value::Int(8)),
+        ("steps", Value::Int(10)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(t.params, want);
+    let prep = g.find("l2_a/prepared").unwrap();
+    assert_eq!(
+        t.inputs[0].source,
+        InputSource::Target(prep),
+        "a fit reads its condition's prepared data"
+    );
+    let src = g.find("sources/a").unwrap();
+    assert_eq!(g.targets[prep].inputs[0].source, InputSource::Target(src));
+    assert_eq!(g.targets[src].output, PathBuf::from("a_source.txt"));
+    // Every target comes after its inputs.
+    let pos = |i: usize| g.order.iter().position(|&j| j == i).unwrap();
+    for (i, t) in g.targets.iter().enumerate() {
+        for inp in &t.inputs {
+            if let InputSource::Target(j) = inp.source {
+                assert!(pos(j) < pos(i), "{} before {}", g.targets[j].name, t.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_summary_reads_every_condition_and_section_and_gets_the_axis_values() {
+    let g = graph(&studyfile_text(MATRIX)).unwrap();
+    let s = &g.targets[g.find("summary").unwrap()];
+    let roles: Vec<&str> = s.inputs.iter().map(|i| i.role.as_str()).collect();
+    assert_eq!(
+        roles,
+        ["fit.l1_a", "fit.l1_b", "fit.l2_a", "fit.l2_b", "source.a", "source.b"]
+    );
+    assert_eq!(s.params.get("level.l2_b"), Some(&Value::Int(2)));
+    assert_eq!(s.params.len(), 4);
+    let off = graph(&studyfile_text(&format!(
+        "{MATRIX}\n[recipes]\nsummary = false\n"
+    )))
+    .unwrap();
+    assert!(off.find("summary").is_none());
+}
+
+#[test]
+fn a_structural_parameter_is_set_by_the_matrix_only() {
+    let e = err(&studyfile_text(MATRIX).replace("steps = 10", "steps = 10\nlevel = 2"));
+    assert!(
+        e.contains("[params]: `level` is set by [matrix] or a condition, not here"),
+        "{e}"
+    );
+    let e = err(&studyfile_text(&format!(
+        "{MATRIX}\n[conditions.l1_a]\nlevel = 3\n"
+    )));
+    assert!(
+        e.contains("`level` of a matrix condition is set by [matrix]"),
+        "{e}"
+    );
+    let e = err(&studyfile_text(
+        "[matrix]\nlevel = [1, 9]\nsource = [\"a\"]\n",
+    ));
+    assert!(
+        e.contains("[matrix]: `level` must be an integer from 1 to 4, found 9"),
+        "{e}"
+    );
+    assert!(
+        e.starts_with("Studyfile:16:13:"),
+        "the value's own position: {e}"
+    );
+}
+
+#[test]
+fn conditions_outside_the_matrix_set_every_axis() {
+    // A condition's own value of a parameter every kind reads (`size`, which the matrix
+    // conditions read from [params]).
+    let text = studyfile_text(&format!(
+        "{MATRIX}[conditions.extra]\nlevel = 4\nsource = \"b\"\nsize = 2\n"
+    ))
+    .replace("steps = 10", "steps = 10\nsize = 8");
+    let g = graph(&text).unwrap();
+    assert_eq!(g.conditions.len(), 5);
+    let t = &g.targets[g.find("extra/fit").unwrap()];
+    assert_eq!(t.params.get("size"), Some(&Value::Int(2)));
+    assert_eq!(t.params.get("level"), Some(&Value::Int(4)));
+    let e = err(&studyfile_text("[conditions.extra]\nlevel = 4\n"));
+    assert!(
+        e.contains(
+            "[conditions.extra] is not a matrix condition, so it must set `level` and `source`"
+        ),
+        "{e}"
+    );
+    let e = err(&studyfile_text(
+        "[conditions.extra]\nlevel = 4\nsource = \"c\"\n",
+    ));
+    assert!(
+        e.contains("unknown source `c` (did you mean `a`?); declared: a, b"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unused_and_misspelt_parameters_are_refused() {
+    let e = err(&studyfile_text(MATRIX).replace("steps = 10", "steps = 10\nstepz = 1"));
+    assert!(
+        e.contains("[params]: no recipe reads parameter `stepz` (did you mean `steps`?)"),
+        "{e}"
+    );
+    let e = err(&studyfile_text(MATRIX).replace("steps = 10", "steps = 0"));
+    assert!(
+        e.contains("`steps` must be a positive integer, found 0"),
+        "{e}"
+    );
+    let e = err(&studyfile_text(MATRIX).replace("fit_seed = 3\n", ""));
+    assert!(
+        e.contains("l1_a/fit needs parameter `fit_seed` (its `seed`), which is not set"),
+        "{e}"
+    );
+}
+
+#[test]
+fn command_recipes_read_their_placeholders_and_the_condition_parameters() {
+    let cmd = "[recipes.fit]\ncommand = [\"fit\", \"{level}\", \"{param.steps}\", \"{input.prepared}\", \"{output}\"]\n";
+    let g = graph(&studyfile_text(&format!("{MATRIX}{cmd}"))).unwrap();
+    let t = &g.targets[g.find("l1_b/fit").unwrap()];
+    let keys: Vec<&str> = t.params.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["level", "seed", "steps"],
+        "{{seed}} is read by every condition command"
+    );
+    assert!(matches!(t.recipe, Recipe::Command { .. }));
+    assert!(t.output_is_dir, "the kind's default output");
+    let e = err(&studyfile_text(&format!(
+        "{MATRIX}{}",
+        cmd.replace("{param.steps}", "{lvl}")
+    )));
+    assert!(
+        e.contains("unknown placeholder `{lvl}`; use {level}, {seed}, {param.NAME}"),
+        "{e}"
+    );
+    let e = err(&studyfile_text(MATRIX).replace(
+        "[sources.a]\nrecipe = \"constant\"",
+        "[sources.a]\ncommand = [\"make\", \"{level}\", \"{output}\"]",
+    ));
+    assert!(
+        e.contains("`{level}` is only available to condition targets"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cycles_and_unknown_kinds_are_named() {
+    let e = err(&studyfile_text(MATRIX).replace(
+        "[sources.a]\nrecipe = \"constant\"",
+        "[sources.a]\ncommand = [\"cp\", \"{input.x}\", \"{output}\"]\ninputs = { x = \"a\" }",
+    ));
+    assert!(
+        e.contains("dependency cycle: sources/a -> sources/a"),
+        "{e}"
+    );
+    let e = err(&studyfile_text(&format!(
+        "{MATRIX}[recipes]\nfitt = \"fit\"\n"
+    )));
+    assert!(
+        e.contains("[recipes]: unknown target kind `fitt` (did you mean `fit`?); kinds: prepared, fit, summary"),
+        "{e}"
+    );
+}
+
+#[test]
+fn selection_closes_over_inputs() {
+    let g = graph(&studyfile_text(MATRIX)).unwrap();
+    let names = |sel: &[&str]| -> Vec<String> {
+        let sel: Vec<String> = sel.iter().map(|s| s.to_string()).collect();
+        g.select(&sel)
+            .unwrap()
+            .into_iter()
+            .map(|i| g.targets[i].name.clone())
+            .collect()
+    };
+    assert_eq!(
+        names(&["l1_b/fit"]),
+        ["sources/b", "l1_b/prepared", "l1_b/fit"]
+    );
+    assert_eq!(names(&["fit"]).len(), 2 + 4 + 4);
+    assert_eq!(names(&["sources"]), ["sources/a", "sources/b"]);
+    let e = g.select(&["l1_c".to_string()]).unwrap_err().to_string();
+    assert!(e.contains("(did you mean `l1_a`?)"), "{e}");
+}

@@ -1,0 +1,313 @@
+//! The targets and how they connect: each section's artifacts (`SECTION/NAME`, inputs naming
+//! another artifact of the section or a source file), each condition's kinds (inputs from the
+//! artifacts its axes name or its own targets of other kinds, as the shape says), and the
+//! study-wide summary (every condition's results and every artifact of its sections).
+
+use super::resolve::TargetSite;
+use super::{valid_name, Builder, Condition, Input, InputSource, Target};
+use crate::catalog::{AxisValues, InputFrom, OutputKind, Section};
+use crate::error::{Error, Result};
+use crate::params::Params;
+use crate::recipe::RecipeDecl;
+use crate::studyfile::{did_you_mean, toml_type};
+use std::ops::Range;
+use std::path::PathBuf;
+
+impl Builder<'_> {
+    /// The artifacts of one section, in an order where referenced ones come first.
+    pub(super) fn add_section(&mut self, section: &Section) -> Result<()> {
+        let Some(table) = self.sf.raw.section(section.table) else {
+            return Ok(());
+        };
+        let (table_name, kind) = (section.table, section.kind);
+        // (target index, input position, referenced target name), resolved once all are pushed.
+        let mut pending: Vec<(usize, usize, String)> = Vec::new();
+        for (name, art) in table {
+            let what = format!("{table_name}.{name}");
+            if !valid_name(name) {
+                return Err(self.sf.error(
+                    art.span(),
+                    format!("`{what}`: names must be letters, digits, `_`, `-` or `.`"),
+                ));
+            }
+            let decl = self.sf.artifact_recipe(art, &what)?;
+            let mut inputs = Vec::new();
+            let mut roles = Vec::new();
+            for (role, v) in &art.get_ref().inputs {
+                roles.push(role.clone());
+                let source = match v.get_ref() {
+                    // A reference to another artifact of the same section, resolved below.
+                    toml::Value::String(r) => {
+                        if !table.contains_key(r) {
+                            let names: Vec<&str> = table.keys().map(String::as_str).collect();
+                            return Err(self.sf.error(
+                                v.span(),
+                                format!("{what}: input `{role}` names unknown {kind} `{r}`{}", did_you_mean(r, names.iter().copied())),
+                            ));
+                        }
+                        pending.push((self.targets.len(), inputs.len(), format!("{table_name}/{r}")));
+                        InputSource::Target(usize::MAX)
+                    }
+                    toml::Value::Table(t) => match t.get("path") {
+                        Some(toml::Value::String(p)) if t.len() == 1 => {
+                            let path = self.sf.dir.join(p);
+                            let path = std::path::absolute(&path).map_err(|e| Error::io(&path, e))?;
+                            InputSource::File(path)
+                        }
+                        _ => {
+                            return Err(self.sf.error(
+                                v.span(),
+                                format!("{what}: input `{role}` must be a {kind} name or {{ path = \"FILE\" }}"),
+                            ))
+                        }
+                    },
+                    other => {
+                        return Err(self.sf.error(
+                            v.span(),
+                            format!(
+                                "{what}: input `{role}` must be a {kind} name or {{ path = \"FILE\" }}, found {}",
+                                toml_type(other)
+                            ),
+                        ))
+                    }
+                };
+                inputs.push(Input {
+                    role: role.clone(),
+                    source,
+                });
+            }
+            let site = TargetSite {
+                kind,
+                structural: None,
+                own: Some(&art.get_ref().params),
+                provided: &roles,
+                what: &what,
+                span: art.span(),
+                default_output: section.default_output,
+            };
+            let (recipe, params, ext) = self.recipe_and_params(&decl, &site)?;
+            let output = match &ext {
+                Some(e) => PathBuf::from(format!("{name}_{kind}.{e}")),
+                None => PathBuf::from(format!("{name}_{kind}")),
+            };
+            self.push(
+                Target {
+                    name: format!("{table_name}/{name}"),
+                    kind: kind.to_string(),
+                    condition: None,
+                    recipe,
+                    params,
+                    inputs,
+                    output,
+                    output_is_dir: ext.is_none(),
+                },
+                art.span(),
+            )?;
+        }
+        for (t, k, name) in pending {
+            self.targets[t].inputs[k].source = InputSource::Target(self.index[&name]);
+        }
+        Ok(())
+    }
+
+    /// The recipe declaration of a kind, parsed once per kind (not once per condition).
+    fn kind_recipe(&mut self, kind: &str, default: &str) -> Result<(RecipeDecl, Range<usize>)> {
+        if let Some(d) = self.kind_decls.get(kind) {
+            return Ok(d.clone());
+        }
+        let d = match self.sf.raw.recipes.get(kind) {
+            Some(v) => (
+                self.sf.recipe_decl(v, &format!("recipes.{kind}"))?,
+                v.span(),
+            ),
+            None => (RecipeDecl::Builtin(default.into()), 0..0),
+        };
+        self.kind_decls.insert(kind.to_string(), d.clone());
+        Ok(d)
+    }
+
+    /// Every key of `[recipes]` must be a condition kind or the summary.
+    fn check_recipe_kinds(&self) -> Result<()> {
+        let mut kinds: Vec<&str> = self.shape.kinds.iter().map(|k| k.name).collect();
+        kinds.extend(self.shape.summary.iter().map(|s| s.name));
+        for (k, v) in &self.sf.raw.recipes {
+            if !kinds.contains(&k.as_str()) {
+                return Err(self.sf.error(
+                    v.span(),
+                    format!(
+                        "[recipes]: unknown target kind `{k}`{}; kinds: {}",
+                        did_you_mean(k, kinds.iter().copied()),
+                        kinds.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A condition's targets, one per kind of the shape.
+    pub(super) fn add_condition(&mut self, c: &Condition) -> Result<()> {
+        self.check_recipe_kinds()?;
+        let shape = self.shape;
+        let own = self.sf.raw.conditions.get(&c.name).map(|t| {
+            let mut t = t.get_ref().clone();
+            for a in &shape.axes {
+                t.remove(a.name);
+            }
+            t
+        });
+        let own_ref = own.as_ref();
+        if let Some(own) = own_ref {
+            for (k, v) in own {
+                let val = self.sf.value(v, k)?;
+                self.catalog.check_param(k, &val).map_err(|m| {
+                    self.sf
+                        .error(v.span(), format!("[conditions.{}]: {m}", c.name))
+                })?;
+            }
+        }
+        let structural: Params = shape
+            .structural()
+            .filter_map(|s| Some((s.to_string(), c.value(s)?.clone())))
+            .collect();
+        for kind in &shape.kinds {
+            let (decl, span) = self.kind_recipe(kind.name, kind.default_recipe)?;
+            let inputs: Vec<Input> = kind
+                .inputs
+                .iter()
+                .map(|(role, from)| {
+                    let target = match from {
+                        InputFrom::Axis(axis) => {
+                            let section = shape
+                                .axis(axis)
+                                .and_then(|a| match a.values {
+                                    AxisValues::Names { section }
+                                    | AxisValues::Name { section } => Some(section),
+                                    AxisValues::Structural => None,
+                                })
+                                .unwrap_or_default();
+                            format!("{section}/{}", c.artifact(axis))
+                        }
+                        InputFrom::Kind(k) => format!("{}/{k}", c.name),
+                    };
+                    Input {
+                        role: role.to_string(),
+                        source: InputSource::Target(self.index[&target]),
+                    }
+                })
+                .collect();
+            let roles: Vec<String> = inputs.iter().map(|i| i.role.clone()).collect();
+            let what = format!("{}/{}", c.name, kind.name);
+            let site = TargetSite {
+                kind: kind.name,
+                structural: Some(&structural),
+                own: own_ref,
+                provided: &roles,
+                what: &what,
+                span: span.clone(),
+                default_output: kind.default_output,
+            };
+            let (recipe, params, ext) = self.recipe_and_params(&decl, &site)?;
+            let base = kind.output_name;
+            let output = match &ext {
+                Some(e) => PathBuf::from(&c.name).join(format!("{base}.{e}")),
+                None => PathBuf::from(&c.name).join(base),
+            };
+            let span = self
+                .sf
+                .raw
+                .conditions
+                .get(&c.name)
+                .map(|t| t.span())
+                .unwrap_or(span);
+            self.push(
+                Target {
+                    name: what,
+                    kind: kind.name.to_string(),
+                    condition: Some(c.name.clone()),
+                    recipe,
+                    params,
+                    inputs,
+                    output,
+                    output_is_dir: ext.is_none(),
+                },
+                span,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The study-wide summary over every condition, unless `[recipes] NAME = false`.
+    pub(super) fn add_summary(&mut self, conditions: &[Condition]) -> Result<()> {
+        let Some(summary) = self.shape.summary.as_ref() else {
+            return Ok(());
+        };
+        if let Some(v) = self.sf.raw.recipes.get(summary.name) {
+            if v.get_ref().as_bool() == Some(false) {
+                return Ok(());
+            }
+        }
+        let (decl, span) = self.kind_recipe(summary.name, summary.default_recipe)?;
+        let mut inputs = Vec::new();
+        for c in conditions {
+            for kind in &summary.per_condition {
+                inputs.push(Input {
+                    role: format!("{kind}.{}", c.name),
+                    source: InputSource::Target(self.index[&format!("{}/{kind}", c.name)]),
+                });
+            }
+        }
+        for table in &summary.sections {
+            let kind = self.section_kind(table);
+            let names: Vec<String> = self
+                .sf
+                .raw
+                .section(table)
+                .map(|t| t.keys().cloned().collect())
+                .unwrap_or_default();
+            for name in names {
+                inputs.push(Input {
+                    role: format!("{kind}.{name}"),
+                    source: InputSource::Target(self.index[&format!("{table}/{name}")]),
+                });
+            }
+        }
+        let roles: Vec<String> = inputs.iter().map(|i| i.role.clone()).collect();
+        let site = TargetSite {
+            kind: summary.name,
+            structural: None,
+            own: None,
+            provided: &roles,
+            what: summary.name,
+            span: span.clone(),
+            default_output: OutputKind::Dir,
+        };
+        let (recipe, mut params, ext) = self.recipe_and_params(&decl, &site)?;
+        for c in conditions {
+            for axis in &summary.axis_params {
+                if let Some(v) = c.value(axis) {
+                    params.insert(format!("{axis}.{}", c.name), v.clone());
+                }
+            }
+        }
+        let name = summary.name;
+        let output = match &ext {
+            Some(e) => PathBuf::from(format!("{name}.{e}")),
+            None => PathBuf::from(name),
+        };
+        self.push(
+            Target {
+                name: name.into(),
+                kind: name.into(),
+                condition: None,
+                recipe,
+                params,
+                inputs,
+                output,
+                output_is_dir: ext.is_none(),
+            },
+            span,
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,234 @@
+//! `metrics.json`, typed: what the evaluation writes for one condition and the report reads
+//! back, in one struct both use.
+//!
+//! The file is deterministic: its keys are written in sorted order (the fields below are
+//! declared in that order: upper case before lower case, as bytes sort), it holds no timings,
+//! and a number JSON cannot hold (an infinite PSNR) is written as a string (`"inf"`).
+
+use crate::error::{Error, Result};
+use crate::metrics::{ChannelMetrics, ImageMetrics};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::path::Path;
+
+/// A metric value: a JSON number, or for a value JSON has no number for (an infinite PSNR, a
+/// NaN) a string of its six-decimal form; read back from either.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Metric(pub f64);
+
+impl Serialize for Metric {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.0.is_finite() {
+            s.serialize_f64(self.0)
+        } else {
+            s.serialize_str(&crate::evaluation::f6(self.0))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+            Null(()),
+        }
+        Ok(Metric(match Raw::deserialize(d)? {
+            Raw::Number(v) => v,
+            Raw::Text(s) => s.parse().unwrap_or(f64::NAN),
+            Raw::Null(()) => f64::NAN,
+        }))
+    }
+}
+
+/// A number written as JSON writes a float (NaN as `null`), read back with `null` as NaN.
+fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// The metrics of one channel (amplitude or phase).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelRecord {
+    pub frc1over7: Metric,
+    pub frc50: Metric,
+    pub mae: Metric,
+    pub ms_ssim: Metric,
+    pub mse: Metric,
+    pub psnr_255: Metric,
+    pub psnr_range: Metric,
+    pub ssim: Metric,
+}
+
+impl From<&ChannelMetrics> for ChannelRecord {
+    fn from(c: &ChannelMetrics) -> Self {
+        ChannelRecord {
+            frc1over7: Metric(c.frc1over7),
+            frc50: Metric(c.frc50),
+            mae: Metric(c.mae),
+            ms_ssim: Metric(c.ms_ssim),
+            mse: Metric(c.mse),
+            psnr_255: Metric(c.psnr_255),
+            psnr_range: Metric(c.psnr_range),
+            ssim: Metric(c.ssim),
+        }
+    }
+}
+
+/// The metrics of one reconstruction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub amplitude: ChannelRecord,
+    pub phase: ChannelRecord,
+}
+
+impl From<&ImageMetrics> for ImageRecord {
+    fn from(m: &ImageMetrics) -> Self {
+        ImageRecord {
+            amplitude: (&m.amplitude).into(),
+            phase: (&m.phase).into(),
+        }
+    }
+}
+
+/// The network's and the baseline's metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Models {
+    #[serde(rename = "PtychoPINN")]
+    pub network: ImageRecord,
+    #[serde(rename = "ePIE")]
+    pub baseline: ImageRecord,
+}
+
+/// The metrics without registration, with what they are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnregisteredModels {
+    #[serde(rename = "PtychoPINN")]
+    pub network: ImageRecord,
+    #[serde(rename = "ePIE")]
+    pub baseline: ImageRecord,
+    pub note: String,
+}
+
+/// The classical baseline's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BaselineRecord {
+    pub algorithm: String,
+    pub iterations: usize,
+    pub seed: u64,
+}
+
+/// The fraction of a reconstruction no stitched crop covers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Uncovered {
+    #[serde(deserialize_with = "nan_if_null")]
+    pub uncovered_fraction: f64,
+}
+
+/// Coverage of both reconstructions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoverageRecord {
+    #[serde(rename = "PtychoPINN")]
+    pub network: Uncovered,
+    #[serde(rename = "ePIE")]
+    pub baseline: Uncovered,
+    pub note: String,
+}
+
+/// The evaluated dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    pub gridsize: i64,
+    pub group_index_width: usize,
+    pub n_groups: usize,
+    pub n_patterns: usize,
+}
+
+/// The evaluated model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    pub gridsize: i64,
+}
+
+/// A shift in pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Shift {
+    pub dx: f64,
+    pub dy: f64,
+}
+
+/// The registration shift applied to a reconstruction, and the phase correlation's result when
+/// it was rejected for the geometric shift.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Offset {
+    pub dx: f64,
+    pub dy: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_correlation_rejected: Option<Shift>,
+}
+
+/// The registration of both reconstructions (`None`: not registered).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegistrationRecord {
+    #[serde(rename = "PtychoPINN")]
+    pub network: Option<Offset>,
+    pub border_crop: usize,
+    #[serde(rename = "ePIE")]
+    pub baseline: Option<Offset>,
+    pub upsample_factor: usize,
+}
+
+/// `metrics.json` of one condition's evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsFile {
+    pub baseline: BaselineRecord,
+    pub coverage: CoverageRecord,
+    pub dataset: DatasetRecord,
+    /// The gridsize the evaluation was declared with (checked against model and dataset).
+    pub gridsize: i64,
+    pub metrics: Models,
+    pub metrics_unregistered: UnregisteredModels,
+    pub model: ModelRecord,
+    pub psnr_note: String,
+    pub registration: RegistrationRecord,
+    /// The baseline's seed.
+    pub seed: u64,
+    pub stitch_crop: usize,
+    pub timings: String,
+}
+
+impl MetricsFile {
+    /// The file's name in an evaluation directory.
+    pub const NAME: &'static str = "metrics.json";
+
+    /// The file's text: pretty JSON and a final newline.
+    pub fn to_text(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("metrics always serialise");
+        s.push('\n');
+        s
+    }
+
+    /// Read `metrics.json` of an evaluation directory.
+    pub fn read(dir: &Path) -> Result<MetricsFile> {
+        let p = dir.join(Self::NAME);
+        let text = fs_err::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::data(&p, format!("not a studymake metrics.json: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metric_json_cannot_hold_is_a_string_and_reads_back() {
+        let t = serde_json::to_string(&[Metric(1.5), Metric(f64::INFINITY)]).unwrap();
+        assert_eq!(t, "[1.5,\"inf\"]");
+        let back: Vec<Metric> = serde_json::from_str("[1.5, \"inf\", null]").unwrap();
+        assert_eq!(back[..2], [Metric(1.5), Metric(f64::INFINITY)]);
+        assert!(back[2].0.is_nan());
+    }
+}
