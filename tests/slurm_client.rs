@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use studymake_engine::slurm::{
+use studymake_engine::executor::slurm::{
     write_job_script, JobExit, JobId, JobState, JobStatus, NameMatch, Slurm, SlurmConfig,
 };
 

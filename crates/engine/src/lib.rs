@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod catalog;
+pub mod commands;
 pub mod error;
 pub mod executor;
 pub mod freshness;
@@ -17,8 +18,6 @@ pub mod lock;
 pub mod params;
 pub mod progress;
 pub mod recipe;
-pub mod slurm;
-pub mod slurm_executor;
 pub mod stamp;
 pub mod store;
 pub mod studyfile;

@@ -23,7 +23,8 @@
 //! order. Results do not depend on the thread count. Rust never contracts `a * b + c` into an
 //! FMA, so the vectorised and scalar code give the same bits.
 
-use super::kernels::{par_filled, sum_in_order};
+use crate::gemm::sum_in_order;
+use crate::raw;
 use candle_core::WithDType;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -107,8 +108,18 @@ pub fn conv<T: WithDType>(
     } else {
         by_output(w, cin, cout)
     };
-    par_filled(b * h * wd * cout, (wd * cout).max(1), |row, dst| {
-        conv_row_d(x, w, &wt, bias, (b, h, wd, cin), cout, relu, row, dst)
+    raw::filled(b * h * wd * cout, (wd * cout).max(1), |row, dst| {
+        raw::simd(ConvRow {
+            x,
+            w,
+            wt: &wt,
+            bias,
+            d: (b, h, wd, cin),
+            cout,
+            relu,
+            row,
+            dst,
+        })
     })
 }
 
@@ -176,7 +187,14 @@ pub fn kernel_grad<T: WithDType>(x: &[T], g: &[T], (b, h, wd, cin): Dims, cout: 
         .map(|blk| {
             let mut d = vec![T::zero(); n];
             let rows = blk * DW_ROWS..((blk + 1) * DW_ROWS).min(rows);
-            dw_rows_d(x, g, (b, h, wd, cin), cout, rows, &mut d);
+            raw::simd(DwRows {
+                x,
+                g,
+                d: (b, h, wd, cin),
+                cout,
+                rows,
+                acc: &mut d,
+            });
             d
         })
         .collect();
@@ -230,48 +248,41 @@ fn dw_rows<T: WithDType>(
     }
 }
 
-/// Defines `$name`, which runs `$body` compiled for AVX-512 or AVX2 where the CPU has them,
-/// else for the build's baseline; the results are identical.
-macro_rules! simd_dispatch {
-    ($name:ident, ($($arg:ident : $ty:ty),*), $body:expr) => {
-        #[allow(clippy::too_many_arguments)]
-        fn $name<T: WithDType>($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn v4<T: WithDType>($($arg: $ty),*) {
-                    $body
-                }
-                #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn v3<T: WithDType>($($arg: $ty),*) {
-                    $body
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked just above).
-                    return unsafe { v4::<T>($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                    return unsafe { v3::<T>($($arg),*) };
-                }
-            }
-            $body
-        }
-    };
+/// [`conv_row`] as a kernel compiled for the CPU's vector instructions ([`raw::simd`]).
+struct ConvRow<'a, T> {
+    x: &'a [T],
+    w: &'a [T],
+    wt: &'a [T],
+    bias: &'a [T],
+    d: Dims,
+    cout: usize,
+    relu: bool,
+    row: usize,
+    dst: &'a mut [MaybeUninit<T>],
 }
 
-simd_dispatch!(
-    conv_row_d,
-    (x: &[T], w: &[T], wt: &[T], bias: &[T], d: Dims, cout: usize, relu: bool, row: usize,
-     dst: &mut [MaybeUninit<T>]),
-    conv_row::<T>(x, w, wt, bias, d, cout, relu, row, dst)
-);
-simd_dispatch!(
-    dw_rows_d,
-    (x: &[T], g: &[T], d: Dims, cout: usize, rows: std::ops::Range<usize>, acc: &mut [T]),
-    dw_rows::<T>(x, g, d, cout, rows, acc)
-);
+impl<T: WithDType> raw::Kernel for ConvRow<'_, T> {
+    #[inline(always)]
+    fn run(self) {
+        conv_row::<T>(
+            self.x, self.w, self.wt, self.bias, self.d, self.cout, self.relu, self.row, self.dst,
+        )
+    }
+}
+
+/// [`dw_rows`] as a kernel compiled for the CPU's vector instructions ([`raw::simd`]).
+struct DwRows<'a, T> {
+    x: &'a [T],
+    g: &'a [T],
+    d: Dims,
+    cout: usize,
+    rows: std::ops::Range<usize>,
+    acc: &'a mut [T],
+}
+
+impl<T: WithDType> raw::Kernel for DwRows<'_, T> {
+    #[inline(always)]
+    fn run(self) {
+        dw_rows::<T>(self.x, self.g, self.d, self.cout, self.rows, self.acc)
+    }
+}

@@ -39,14 +39,19 @@
 //! threading, whose blocking depends on the thread count and the CPU: across those, weights
 //! agree only to rounding.
 
+#![deny(unsafe_code)]
+
 pub mod adam;
 pub mod artifact;
 pub mod direct;
+pub mod gemm;
 pub mod groups;
 pub mod kernels;
 pub mod network;
 pub mod physics;
 pub mod pinn;
+#[allow(unsafe_code)]
+mod raw;
 pub mod winograd;
 
 use ndarray::Array3;
@@ -66,19 +71,7 @@ pub use pinn::{train, EpochRecord, History, Pinn, TrainConfig};
 /// process trains one model, so nothing else is affected); elsewhere it does nothing. Call it
 /// before the threads start allocating.
 pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes glibc's allocation thresholds; any value is valid.
-    unsafe {
-        // Large buffers (the im2col matrices reach 75 MB) come from the heap, not fresh mmaps
-        // (the mmap threshold itself is capped at 32 MiB), and freed memory is kept.
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        // One arena for all threads: the rayon workers' own arenas are mmapped heaps that glibc
-        // shrinks when their top is free, so buffers allocated there came back as fresh pages,
-        // about 7000 page faults per training batch (a few microseconds each in this VM); with
-        // the main arena alone a batch faults in none after the first.
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
+    raw::keep_freed_memory();
 }
 
 /// Flush subnormal floats to zero on this thread: the FTZ and DAZ bits of the x86-64 MXCSR
@@ -91,18 +84,7 @@ pub fn tune_allocator() {
 /// bits on its compute threads. Results change only where a value would have been subnormal
 /// (below 1.2e-38 in f32), and stay deterministic.
 pub fn flush_subnormals() {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let mut csr: u32 = 0;
-        // SAFETY: stmxcsr stores the 32-bit MXCSR into csr; ldmxcsr loads it back with bit 15
-        // (flush to zero) and bit 6 (denormals are zero) set, both valid MXCSR values. The
-        // register belongs to this thread.
-        unsafe {
-            std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags));
-            csr |= (1 << 15) | (1 << 6);
-            std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, preserves_flags));
-        }
-    }
+    raw::set_flush_to_zero();
 }
 
 /// [`flush_subnormals`] on the calling thread and on every thread of rayon's global pool (the

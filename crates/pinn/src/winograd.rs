@@ -29,9 +29,11 @@
 //! differences: about half the arithmetic of the matrices' rows); other algorithms run
 //! loops over their matrices' coefficients ([`Points`]).
 
-use super::kernels::{matmul_into, matmul_with, par_filled, sum_in_order, write_from, SendPtr};
+use crate::gemm::{matmul_into, matmul_with, sum_in_order};
+use crate::raw::{self, Disjoint};
 use candle_core::WithDType;
 use rayon::prelude::*;
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
 /// Channels per vector block in the transforms.
@@ -292,19 +294,15 @@ fn load<T: WithDType>(dst: &mut [T; CB], src: &[T], cb: usize) {
 #[inline(always)]
 fn store<T: WithDType>(dst: &mut [MaybeUninit<T>], src: &[T; CB], cb: usize) {
     if cb == CB {
-        write_from(&mut dst[..CB], src);
+        raw::write_from(&mut dst[..CB], src);
     } else {
-        write_from(&mut dst[..cb], &src[..cb]);
+        raw::write_from(&mut dst[..cb], &src[..cb]);
     }
 }
 
 /// The first `n` elements of `v`, which the caller has written.
-///
-/// # Safety
-/// Every element of `v[..n]` must have been written.
-unsafe fn assume_init<T>(v: &[MaybeUninit<T>], n: usize) -> &[T] {
-    // SAFETY: MaybeUninit<T> has T's layout and the caller guarantees initialisation.
-    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<T>(), n) }
+fn written<T>(v: &[MaybeUninit<T>], n: usize) -> &[T] {
+    raw::assume_written(&v[..n])
 }
 
 /// `acc[l] = sum_k coef[k] * src[k * stride + off][l]` over nonzero `coef[k]`, `k` ascending.
@@ -504,60 +502,119 @@ fn output_tiles<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
     }
 }
 
-/// Runs `$body` (an expression using the transform functions) compiled for AVX-512 or AVX2
-/// where the CPU has them, else for the build's baseline; the results are identical.
-macro_rules! simd_dispatch {
-    ($name:ident, ($($arg:ident : $ty:ty),*), $body:expr) => {
-        #[allow(clippy::too_many_arguments)]
-        fn $name<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn v4<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
-                    $($arg: $ty),*
-                ) {
-                    $body
-                }
-                #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn v3<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
-                    $($arg: $ty),*
-                ) {
-                    $body
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked just above).
-                    return unsafe { v4::<T, M, A, P>($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                    return unsafe { v3::<T, M, A, P>($($arg),*) };
-                }
-            }
-            $body
-        }
-    };
+/// [`input_tiles`] as a kernel compiled for the CPU's vector instructions ([`raw::simd`]).
+struct InputTiles<'a, 'b, T, const M: usize, const A: usize, P> {
+    x: &'a [T],
+    d: Dims,
+    rows: std::ops::Range<usize>,
+    v: &'a mut [&'b mut [MaybeUninit<T>]],
+    points: PhantomData<P>,
 }
 
-simd_dispatch!(
-    input_tiles_d,
-    (x: &[T], d: Dims, rows: std::ops::Range<usize>, v: &mut [&mut [MaybeUninit<T>]]),
-    input_tiles::<T, M, A, P>(x, d, rows, v)
-);
-simd_dispatch!(
-    grad_tiles_d,
-    (g: &[T], d: Dims, rows: std::ops::Range<usize>, m: &mut [&mut [MaybeUninit<T>]]),
-    grad_tiles::<T, M, A, P>(g, d, rows, m)
-);
-simd_dispatch!(
-    output_tiles_d,
-    (z: &[T], zs: usize, bias: &[T], relu: bool, d: Dims, rows: std::ops::Range<usize>,
-     y: &mut [MaybeUninit<T>]),
-    output_tiles::<T, M, A, P>(z, zs, bias, relu, d, rows, y)
-);
+impl<T: WithDType, const M: usize, const A: usize, P: Points<M, A>> raw::Kernel
+    for InputTiles<'_, '_, T, M, A, P>
+{
+    #[inline(always)]
+    fn run(self) {
+        input_tiles::<T, M, A, P>(self.x, self.d, self.rows, self.v)
+    }
+}
+
+/// [`grad_tiles`] as a kernel compiled for the CPU's vector instructions ([`raw::simd`]).
+struct GradTiles<'a, 'b, T, const M: usize, const A: usize, P> {
+    g: &'a [T],
+    d: Dims,
+    rows: std::ops::Range<usize>,
+    m: &'a mut [&'b mut [MaybeUninit<T>]],
+    points: PhantomData<P>,
+}
+
+impl<T: WithDType, const M: usize, const A: usize, P: Points<M, A>> raw::Kernel
+    for GradTiles<'_, '_, T, M, A, P>
+{
+    #[inline(always)]
+    fn run(self) {
+        grad_tiles::<T, M, A, P>(self.g, self.d, self.rows, self.m)
+    }
+}
+
+/// [`output_tiles`] as a kernel compiled for the CPU's vector instructions ([`raw::simd`]).
+struct OutputTiles<'a, T, const M: usize, const A: usize, P> {
+    z: &'a [T],
+    zs: usize,
+    bias: &'a [T],
+    relu: bool,
+    d: Dims,
+    rows: std::ops::Range<usize>,
+    y: &'a mut [MaybeUninit<T>],
+    points: PhantomData<P>,
+}
+
+impl<T: WithDType, const M: usize, const A: usize, P: Points<M, A>> raw::Kernel
+    for OutputTiles<'_, T, M, A, P>
+{
+    #[inline(always)]
+    fn run(self) {
+        output_tiles::<T, M, A, P>(
+            self.z, self.zs, self.bias, self.relu, self.d, self.rows, self.y,
+        )
+    }
+}
+
+/// [`input_tiles`] compiled for the CPU's vector instructions.
+fn input_tiles_d<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
+    x: &[T],
+    d: Dims,
+    rows: std::ops::Range<usize>,
+    v: &mut [&mut [MaybeUninit<T>]],
+) {
+    raw::simd(InputTiles::<T, M, A, P> {
+        x,
+        d,
+        rows,
+        v,
+        points: PhantomData,
+    })
+}
+
+/// [`grad_tiles`] compiled for the CPU's vector instructions.
+fn grad_tiles_d<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
+    g: &[T],
+    d: Dims,
+    rows: std::ops::Range<usize>,
+    m: &mut [&mut [MaybeUninit<T>]],
+) {
+    raw::simd(GradTiles::<T, M, A, P> {
+        g,
+        d,
+        rows,
+        m,
+        points: PhantomData,
+    })
+}
+
+/// [`output_tiles`] compiled for the CPU's vector instructions.
+#[allow(clippy::too_many_arguments)]
+fn output_tiles_d<T: WithDType, const M: usize, const A: usize, P: Points<M, A>>(
+    z: &[T],
+    zs: usize,
+    bias: &[T],
+    relu: bool,
+    d: Dims,
+    rows: std::ops::Range<usize>,
+    y: &mut [MaybeUninit<T>],
+) {
+    raw::simd(OutputTiles::<T, M, A, P> {
+        z,
+        zs,
+        bias,
+        relu,
+        d,
+        rows,
+        y,
+        points: PhantomData,
+    })
+}
 
 /// One stage of a two-stage linear transform of kernels (see [`combine2`]): `rows` output
 /// blocks, block `o` = `sum_t cf * in[b]` over `t = 0..terms` with `(cf, b) = term(o, t)`.
@@ -579,96 +636,96 @@ const KERNEL_COLUMNS: usize = 1024;
 /// rayon task each, both stages in cache: the kernel transforms and their adjoint (run as two
 /// passes over whole layers, they moved 21 MB at 256 x 256 channels, from and to memory).
 fn combine2<T: WithDType>(n: usize, src: &[T], s1: Stage<'_, T>, s2: Stage<'_, T>) -> Vec<T> {
-    /// Block `o < rows` at `dst + o * dstride` (`len` elements) = the stage's sum of blocks at
-    /// `src + b * sstride`.
-    ///
-    /// # Safety
-    /// Every block addressed must be valid for `len` elements, the source blocks initialised,
-    /// the destination blocks not aliasing them or each other.
+    /// Block `o < rows` of the stage = its sum of source blocks (`len` elements each), into
+    /// `dst(o)`, which it writes in full.
     #[inline(always)]
-    unsafe fn stage<T: WithDType>(
+    fn stage<'d, T: WithDType + 'd>(
         (rows, terms, skip_zero, term): Stage<'_, T>,
-        (src, sstride): (*const T, usize),
-        (dst, dstride): (*mut T, usize),
-        len: usize,
+        src: impl Fn(usize) -> &'d [T],
+        mut dst: impl FnMut(usize) -> &'d mut [MaybeUninit<T>],
     ) {
         for o in 0..rows {
-            // SAFETY: the caller's guarantees.
-            let d = unsafe { std::slice::from_raw_parts_mut(dst.add(o * dstride), len) };
-            d.fill(T::zero());
+            let d = dst(o);
+            for e in d.iter_mut() {
+                e.write(T::zero());
+            }
+            let d = raw::assume_written_mut(d);
             for t in 0..terms {
                 let (cf, b) = term(o, t);
                 if skip_zero && cf == T::zero() {
                     continue;
                 }
-                // SAFETY: the caller's guarantees.
-                let s = unsafe { std::slice::from_raw_parts(src.add(b * sstride), len) };
-                for (d, s) in d.iter_mut().zip(s) {
+                for (d, s) in d.iter_mut().zip(src(b)) {
                     *d += cf * *s;
                 }
             }
         }
     }
     /// Columns `c0..c0 + len` of both stages: `src` then a `tmp` of `s1.0` blocks of `len`,
-    /// into `out` (blocks of `n`).
-    ///
-    /// # Safety
-    /// `src` and `out` hold `s1`'s and `s2`'s blocks of `n` elements; no other task writes
-    /// these columns of `out`.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn columns<T: WithDType>(
+    /// into the same columns of `out`'s blocks of `n`, which this task alone writes.
+    struct Columns<'a, T> {
         n: usize,
-        src: &[T],
-        (s1, s2): (Stage<'_, T>, Stage<'_, T>),
-        tmp: &mut [T],
-        out: *mut T,
+        src: &'a [T],
+        stages: (Stage<'a, T>, Stage<'a, T>),
+        tmp: &'a mut [T],
+        out: &'a Disjoint<'a, T>,
         c0: usize,
         len: usize,
-    ) {
-        // SAFETY: block b of src has n elements from b * n, so columns c0..c0 + len are inside;
-        // tmp has s1.0 blocks of len; out has s2.0 blocks of n, these columns ours alone.
-        unsafe {
-            stage(s1, (src.as_ptr().add(c0), n), (tmp.as_mut_ptr(), len), len);
-            stage(s2, (tmp.as_ptr(), len), (out.add(c0), n), len);
+    }
+    impl<T: WithDType> raw::Kernel for Columns<'_, T> {
+        #[inline(always)]
+        fn run(self) {
+            let Columns {
+                n,
+                src,
+                stages: (s1, s2),
+                tmp,
+                out,
+                c0,
+                len,
+            } = self;
+            {
+                // Stage one asks for its blocks in order, each once.
+                let mut blocks = raw::as_uninit_mut(tmp).chunks_mut(len.max(1));
+                stage(
+                    s1,
+                    |b| &src[b * n + c0..][..len],
+                    |_| blocks.next().expect("a tmp block per row"),
+                );
+            }
+            let tmp: &[T] = tmp;
+            stage(s2, |b| &tmp[b * len..][..len], |o| out.block(o, n, c0, len));
         }
     }
     let mut out: Vec<T> = Vec::with_capacity(s2.0 * n);
-    let dst = SendPtr(out.spare_capacity_mut().as_mut_ptr().cast::<T>());
-    let avx512 = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx512f");
-    (0..n.div_ceil(KERNEL_COLUMNS))
-        .into_par_iter()
-        .for_each(|blk| {
-            let c0 = blk * KERNEL_COLUMNS;
-            let len = KERNEL_COLUMNS.min(n - c0);
-            let mut tmp = vec![T::zero(); s1.0 * len];
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn v4<T: WithDType>(
-                    n: usize,
-                    src: &[T],
-                    s: (Stage<'_, T>, Stage<'_, T>),
-                    tmp: &mut [T],
-                    out: *mut T,
-                    c0: usize,
-                    len: usize,
-                ) {
-                    // SAFETY: v4's caller's guarantees are columns'.
-                    unsafe { columns(n, src, s, tmp, out, c0, len) }
-                }
+    {
+        let dst = Disjoint::new(&mut out, s2.0 * n);
+        let avx512 = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx512f");
+        (0..n.div_ceil(KERNEL_COLUMNS))
+            .into_par_iter()
+            .for_each(|blk| {
+                let c0 = blk * KERNEL_COLUMNS;
+                let len = KERNEL_COLUMNS.min(n - c0);
+                let mut tmp = vec![T::zero(); s1.0 * len];
+                // This task alone writes columns c0..c0 + len of every output block.
+                let k = Columns {
+                    n,
+                    src,
+                    stages: (s1, s2),
+                    tmp: &mut tmp,
+                    out: &dst,
+                    c0,
+                    len,
+                };
                 if avx512 {
-                    // SAFETY: the CPU has AVX-512F; the blocks are as columns needs and this
-                    // task alone writes columns c0..c0 + len.
-                    return unsafe { v4(n, src, (s1, s2), &mut tmp, dst.get(), c0, len) };
+                    raw::simd_avx512(k)
+                } else {
+                    raw::Kernel::run(k)
                 }
-            }
-            // SAFETY: as above.
-            unsafe { columns(n, src, (s1, s2), &mut tmp, dst.get(), c0, len) }
-        });
-    // SAFETY: the tasks cover columns 0..n of every output block and wrote each.
-    unsafe { out.set_len(s2.0 * n) };
+            });
+    }
+    // The tasks cover columns 0..n of every output block and wrote each.
+    raw::set_written_len(&mut out, s2.0 * n);
     out
 }
 
@@ -702,9 +759,9 @@ fn whole_layer<T: WithDType, const A: usize>(
         .into_par_iter()
         .enumerate()
         .for_each(|(ci, mut dst)| f(ci * rpc..((ci + 1) * rpc).min(rows), &mut dst));
-    // SAFETY: the chunks cover all tile rows of every point, and the transforms write every
-    // tile and channel of theirs.
-    unsafe { v.set_len(n) };
+    // The chunks cover all tile rows of every point, and the transforms write every tile and
+    // channel of theirs.
+    raw::set_written_len(&mut v, n);
     v
 }
 
@@ -731,8 +788,8 @@ fn point_product<T: WithDType>(
 ) {
     let dims = (cin, cout, tiles);
     if accumulate {
-        // SAFETY: an accumulating caller passes a destination it has written.
-        let dst = unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) };
+        // An accumulating caller passes a destination it has written.
+        let dst = raw::assume_written_mut(dst);
         matmul_with(
             dims,
             dst,
@@ -830,7 +887,7 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
         let v = whole_layer::<T, A>((rows, ntx, rpc), cin, &|r, dst| {
             input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r, dst)
         });
-        let z = par_filled(A * A * tiles * cout, tiles * cout, |p, zp| {
+        let z = raw::filled(A * A * tiles * cout, tiles * cout, |p, zp| {
             let (vp, up) = (&v[p * tiles * cin..], &u[p * cin * cout..]);
             forward_product(zp, vp, up, (tiles, cin, cout));
         });
@@ -861,21 +918,20 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
         let rows = b * nty;
         let n = b * h * w * c;
         let mut y: Vec<T> = Vec::with_capacity(n);
-        let out = SendPtr(y.spare_capacity_mut().as_mut_ptr());
+        let out = Disjoint::new(&mut y, n);
         let pixel_row = |r: usize| (r / nty * h + (r % nty * M).min(h)) * w * c;
         (0..rows.div_ceil(rpc))
             .into_par_iter()
             .for_each_init(init, |s, ci| {
                 let r = ci * rpc..((ci + 1) * rpc).min(rows);
                 let (lo, hi) = (pixel_row(r.start), pixel_row(r.end));
-                // SAFETY: chunk ci owns output elements [lo, hi) (its tile rows' pixel rows,
-                // disjoint between chunks and inside the n reserved elements).
-                let ys = unsafe { std::slice::from_raw_parts_mut(out.get().add(lo), hi - lo) };
-                f(s, r, ys);
+                // Chunk ci owns output elements [lo, hi): its tile rows' pixel rows, disjoint
+                // between chunks.
+                f(s, r, out.range(lo, hi));
             });
-        // SAFETY: the chunks cover tile rows 0..rows, i.e. every pixel row of every image, and
-        // f wrote all their elements; T is a plain number type.
-        unsafe { y.set_len(n) };
+        // The chunks cover tile rows 0..rows, i.e. every pixel row of every image, and f wrote
+        // all their elements.
+        raw::set_written_len(&mut y, n);
         y
     }
 
@@ -904,8 +960,8 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
                 z.resize(A * A * tl * cout, MaybeUninit::uninit());
                 let mut vp: Vec<&mut [MaybeUninit<T>]> = v.chunks_mut(tl * cin).collect();
                 input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r.clone(), &mut vp);
-                // SAFETY: input_tiles wrote every point, tile and channel of the chunk.
-                let v = unsafe { assume_init(v, A * A * tl * cin) };
+                // input_tiles wrote every point, tile and channel of the chunk.
+                let v = written(v, A * A * tl * cin);
                 for p in 0..A * A {
                     let zp = &mut z[p * tl * cout..][..tl * cout];
                     forward_product(
@@ -915,8 +971,8 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
                         (tl, cin, cout),
                     );
                 }
-                // SAFETY: the products wrote every point, tile and channel of the chunk.
-                let z = unsafe { assume_init(z, A * A * tl * cout) };
+                // The products wrote every point, tile and channel of the chunk.
+                let z = written(z, A * A * tl * cout);
                 // output_tiles writes every pixel of the chunk's tile rows (tiles cover all).
                 output_tiles_d::<T, M, A, P>(z, tl * cout, bias, relu, d, r, ys);
             },
@@ -982,22 +1038,20 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
                     input_tiles_d::<T, M, A, P>(x, (b, h, w, cin), r.clone(), &mut vp);
                     let mut mp: Vec<&mut [MaybeUninit<T>]> = m.chunks_mut(tl * cout).collect();
                     grad_tiles_d::<T, M, A, P>(g, (b, h, w, cout), r, &mut mp);
-                    // SAFETY: the transforms wrote every point, tile and channel of the chunk.
-                    let (vs, ms) = unsafe {
-                        (
-                            assume_init(&v, A * A * tl * cin),
-                            assume_init(&m, A * A * tl * cout),
-                        )
-                    };
+                    // The transforms wrote every point, tile and channel of the chunk.
+                    let (vs, ms) = (
+                        written(&v, A * A * tl * cin),
+                        written(&m, A * A * tl * cout),
+                    );
                     // The part's first chunk writes du, the others add onto it.
                     for (q, dst) in du_mem.chunks_mut(n).enumerate() {
                         let (vq, mq) = (&vs[q * tl * cin..], &ms[q * tl * cout..]);
                         point_product(dst, ci > first, vq, mq, (cin, cout, tl));
                     }
                 }
-                // SAFETY: the part has at least one chunk (parts are made only for chunks),
-                // whose products wrote all A*A*n elements.
-                unsafe { du.set_len(A * A * n) };
+                // The part has at least one chunk (parts are made only for chunks), whose
+                // products wrote all A*A*n elements.
+                raw::set_written_len(&mut du, A * A * n);
                 du
             })
             .collect();
@@ -1030,7 +1084,7 @@ impl<P: Points<M, A>, const M: usize, const A: usize> Wino<P, M, A> {
             },
         );
         let n = cin * cout;
-        let du = par_filled(A * A * n, n, |q, dst| {
+        let du = raw::filled(A * A * n, n, |q, dst| {
             let (vq, mq) = (&v[q * tiles * cin..], &m[q * tiles * cout..]);
             point_product(dst, false, vq, mq, (cin, cout, tiles));
         });

@@ -3,11 +3,19 @@
 //! nothing pends forever). States are polled for all running jobs in one batch call. Only the
 //! submitting studymake publishes outputs, exactly as with the local executor.
 
+pub mod client;
+pub mod config;
+pub mod parse;
+pub mod script;
+pub mod state;
+
+pub use client::{Slurm, DEFAULT_COMMAND_TIMEOUT};
+pub use config::{SlurmConfig, SlurmSettings};
+pub use script::{display_command, shell_quote, write_job_script};
+pub use state::{FoundJob, JobExit, JobId, JobState, JobStatus, NameMatch};
+
+use super::{worker_argv, worker_env, Executor, Job, Outcome};
 use crate::error::{Error, Result};
-use crate::executor::{worker_argv, worker_env, Executor, Job, Outcome};
-use crate::slurm::{
-    display_command, write_job_script, JobId, JobState, NameMatch, Slurm, SlurmSettings,
-};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

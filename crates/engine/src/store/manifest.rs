@@ -1,0 +1,91 @@
+//! Manifests (`.studymake/manifests/<target>.json`, and one per cache entry): versioned,
+//! human-readable JSON for people and audits: the key material, the output's digests, what the
+//! worker reported and what was read back from the output, timings.
+
+use super::{FileRecord, Store};
+use crate::error::{Error, Result};
+use crate::key::{Digest, KeyMaterial};
+use crate::params::Params;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The per-target manifest: versioned, human-readable JSON.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema: u32,
+    pub studymake: String,
+    pub target: String,
+    pub kind: String,
+    #[serde(default)]
+    pub condition: Option<String>,
+    pub key: Digest,
+    /// Everything the key was computed from.
+    pub material: KeyMaterial,
+    /// Where each input came from: a target name or a source file path.
+    pub input_sources: BTreeMap<String, String>,
+    /// The parameters the worker reported it used.
+    pub reported: Params,
+    /// Structural facts read back from the output's content.
+    pub inspected: Params,
+    /// Output path relative to the study directory.
+    pub output_path: String,
+    pub output_digest: Digest,
+    /// Relative file path -> (digest, size).
+    pub files: BTreeMap<String, FileEntry>,
+    /// Unix seconds when the build started, and how long it took.
+    pub started_unix: u64,
+    pub seconds: f64,
+}
+
+/// One file in a manifest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// A file name for a target's manifest (`l1_a/fit` -> `l1_a~fit.json`).
+pub fn manifest_name(target: &str) -> String {
+    format!("{}.json", target.replace('/', "~"))
+}
+
+impl Store {
+    /// Path of a target's manifest.
+    pub fn manifest_path(&self, target: &str) -> PathBuf {
+        self.dir.join("manifests").join(manifest_name(target))
+    }
+
+    /// Read a target's manifest, if any.
+    pub fn manifest(&self, target: &str) -> Result<Option<Manifest>> {
+        read_manifest(&self.manifest_path(target))
+    }
+}
+
+/// A manifest's file table from the files of a hashed output.
+pub fn file_entries(files: &[FileRecord]) -> BTreeMap<String, FileEntry> {
+    files
+        .iter()
+        .map(|f| {
+            let entry = FileEntry {
+                digest: f.digest,
+                size: f.size,
+            };
+            (f.rel.clone(), entry)
+        })
+        .collect()
+}
+
+/// Read a manifest file; `Ok(None)` if it does not exist.
+pub fn read_manifest(path: &Path) -> Result<Option<Manifest>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::State {
+                path: path.to_path_buf(),
+                message: format!("not a readable studymake manifest: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
