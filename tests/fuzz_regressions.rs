@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use studymake_engine::catalog::Catalog;
 use studymake_engine::graph::Graph;
 use studymake_engine::studyfile::Studyfile;
-use studymake_science::dataset::{Dataset, DatasetSummary};
-use studymake_science::npy::{self, NpzFile, NpzOut};
+use studymake_science::io::dataset::{Dataset, DatasetSummary};
+use studymake_science::io::npy::{self, NpzFile, NpzOut};
 use studymake_study::Builtins;
 
 fn fuzz_dir() -> PathBuf {

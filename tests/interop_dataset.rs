@@ -1,9 +1,9 @@
 //! Interop: a dataset written by studymake is read by numpy with the contract's dtypes and shapes
 //! (`scripts/check_dataset.py`). Runs only when `STUDYMAKE_PYTHON` names a python with numpy.
 
-use studymake_science::dataset::Dataset;
-use studymake_science::simulate::{simulate, SimParams};
-use studymake_science::{object, probe};
+use studymake_science::io::dataset::Dataset;
+use studymake_science::physics::simulate::{simulate, SimParams};
+use studymake_science::physics::{object, probe};
 
 #[test]
 fn numpy_reads_a_simulated_dataset_per_the_contract() {

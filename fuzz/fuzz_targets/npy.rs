@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use ndarray::{Ix1, Ix2, Ix3, IxDyn};
 use num_complex::{Complex32, Complex64};
-use studymake_science::npy;
+use studymake_science::io::npy;
 
 fuzz_target!(|data: &[u8]| {
     let path = scratch("fuzz.npy");

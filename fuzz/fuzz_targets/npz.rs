@@ -6,8 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 use ndarray::{Ix0, IxDyn};
 use num_complex::{Complex32, Complex64};
-use studymake_science::dataset::{Dataset, DatasetSummary};
-use studymake_science::npy::{self, NpzFile};
+use studymake_science::io::dataset::{Dataset, DatasetSummary};
+use studymake_science::io::npy::{self, NpzFile};
 
 fuzz_target!(|data: &[u8]| {
     let path = scratch("fuzz.npz");

@@ -7,8 +7,8 @@ mod common;
 use common::numeric_args;
 use std::time::Instant;
 use studymake_pinn::{train, TrainConfig};
-use studymake_science::simulate::{simulate, SimParams};
-use studymake_science::{object, probe};
+use studymake_science::physics::simulate::{simulate, SimParams};
+use studymake_science::physics::{object, probe};
 
 fn main() {
     let args = numeric_args();

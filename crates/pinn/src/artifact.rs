@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use studymake_science::error::{Error, Result};
-use studymake_science::grouping::Gridsize;
+use studymake_science::physics::grouping::Gridsize;
 
 /// File names inside a model directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";

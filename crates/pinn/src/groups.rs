@@ -2,9 +2,9 @@
 //! their normalised diffraction amplitudes, the per-channel offsets and the group centroids.
 
 use ndarray::Array2;
-use studymake_science::dataset::Dataset;
 use studymake_science::error::{Error, Result};
-use studymake_science::grouping::Gridsize;
+use studymake_science::io::dataset::Dataset;
+use studymake_science::physics::grouping::Gridsize;
 
 /// A dataset grouped for the network.
 #[derive(Clone, Debug)]

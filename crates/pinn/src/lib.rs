@@ -57,9 +57,9 @@ pub mod winograd;
 use ndarray::Array3;
 use num_complex::Complex32;
 use std::path::Path;
-use studymake_science::dataset::Dataset;
 use studymake_science::error::{Error, Result};
 pub use studymake_science::evaluation::Prediction;
+use studymake_science::io::dataset::Dataset;
 
 pub use pinn::{train, EpochRecord, History, Pinn, TrainConfig};
 

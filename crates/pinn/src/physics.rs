@@ -325,7 +325,7 @@ mod tests {
     use num_complex::Complex;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
-    use studymake_science::fft::{fftshift, Fft2};
+    use studymake_science::numerics::fft::{fftshift, Fft2};
 
     fn disk_probe(n: usize) -> Array2<Complex32> {
         let c = (n as f64 - 1.0) / 2.0;

@@ -13,8 +13,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use studymake_science::dataset::Dataset;
 use studymake_science::error::{Error, Result};
+use studymake_science::io::dataset::Dataset;
 
 /// Guard inside the Poisson log: `ln(lambda + 1e-7)` (lambda in counts; Keras' epsilon).
 pub const LOG_EPS: f64 = 1e-7;

@@ -10,11 +10,13 @@ use num_complex::Complex32;
 use rand::RngCore;
 use rayon::prelude::*;
 use std::time::Instant;
-use studymake_science::fft::Fft2;
-use studymake_science::poisson::{poisson, poisson_fill, poisson_fill_with, PoissonScratch};
-use studymake_science::simd::Simd;
-use studymake_science::simulate::{pattern_rng, simulate, SimParams};
-use studymake_science::{object, probe};
+use studymake_science::numerics::fft::Fft2;
+use studymake_science::numerics::poisson::{
+    poisson, poisson_fill, poisson_fill_with, PoissonScratch,
+};
+use studymake_science::numerics::simd::Simd;
+use studymake_science::physics::simulate::{pattern_rng, simulate, SimParams};
+use studymake_science::physics::{object, probe};
 
 /// Seconds of `clock` (`clock_gettime`).
 fn clock_seconds(clock: libc::clockid_t) -> f64 {

@@ -5,10 +5,10 @@
 //! The network's case: smooth random complex object, soft-disk probe, bilinear patches
 //! (reference 4.4), diffraction `|fftshift(F(patch * probe))| / N`, groups of nearest neighbours.
 
-use crate::dataset::Dataset;
+use crate::evaluation::stitch::extract_patch;
 use crate::evaluation::Prediction;
-use crate::fft::{fftshift, Fft2};
-use crate::stitch::extract_patch;
+use crate::io::dataset::Dataset;
+use crate::numerics::fft::{fftshift, Fft2};
 use ndarray::{s, Array1, Array2, Array3};
 use num_complex::{Complex, Complex32, Complex64};
 use rand::{Rng, SeedableRng};
@@ -181,7 +181,7 @@ pub fn raster(size: usize, n: usize, step: f64, radius: f64, jitter: bool) -> Si
     for k in 0..xs.len() {
         let mut psi = &extract_patch(&object, xs[k], ys[k], n) * &p64;
         plan.forward(&mut psi);
-        let a = crate::fft::fftshift(&psi.mapv(|z| z.norm() / n as f64));
+        let a = crate::numerics::fft::fftshift(&psi.mapv(|z| z.norm() / n as f64));
         diffraction
             .slice_mut(s![k, .., ..])
             .assign(&a.mapv(|v| v as f32));

@@ -15,7 +15,12 @@ pub fn compare(
     register: bool,
     json: bool,
 ) -> Result<String> {
-    let report = studymake_science::compare::compare(reconstruction, ground_truth, key, register)?;
+    let report = studymake_science::evaluation::compare::compare(
+        reconstruction,
+        ground_truth,
+        key,
+        register,
+    )?;
     Ok(if json {
         format!("{}\n", report.to_json())
     } else {

@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use studymake_engine::job::JobSpec;
 use studymake_engine::params::{Params, Value};
 use studymake_pinn::predict;
-use studymake_science::dataset::Dataset;
 use studymake_science::evaluation::{evaluate_condition, ConditionSettings};
+use studymake_science::io::dataset::Dataset;
 
 /// Build `job.output`; returns the parameters actually used.
 pub fn evaluate(job: &JobSpec) -> Result<Params> {

@@ -21,9 +21,9 @@ use std::path::Path;
 use studymake_engine::catalog::Fact;
 use studymake_engine::job::JobSpec;
 use studymake_engine::params::Value;
-use studymake_science::dataset::DatasetSummary;
-use studymake_science::grouping::Gridsize;
-use studymake_science::metrics_file::MetricsFile;
+use studymake_science::evaluation::metrics_file::MetricsFile;
+use studymake_science::io::dataset::DatasetSummary;
+use studymake_science::physics::grouping::Gridsize;
 
 /// The structural parameter's name.
 pub const GRIDSIZE: &str = "gridsize";

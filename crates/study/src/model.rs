@@ -10,7 +10,7 @@ use studymake_pinn::artifact;
 use studymake_pinn::network::NetShape;
 use studymake_pinn::pinn::{intensity_scale, split_sizes};
 use studymake_pinn::{self as pinn_model, TrainConfig};
-use studymake_science::dataset::Dataset;
+use studymake_science::io::dataset::Dataset;
 
 /// Build `job.output`; returns the parameters actually used.
 pub fn train(job: &JobSpec) -> Result<Params> {

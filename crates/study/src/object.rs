@@ -5,8 +5,8 @@
 use crate::error::{Error, Result};
 use studymake_engine::job::JobSpec;
 use studymake_engine::params::{Params, Value};
-use studymake_science::npy::NpzFile;
-use studymake_science::object;
+use studymake_science::io::npy::NpzFile;
+use studymake_science::physics::object;
 
 /// A parameter that must be a non-negative integer seed.
 pub(crate) fn seed_param(job: &JobSpec) -> Result<u64> {

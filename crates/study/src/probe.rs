@@ -7,8 +7,8 @@ use ndarray::Array2;
 use num_complex::Complex32;
 use studymake_engine::job::JobSpec;
 use studymake_engine::params::{Params, Value};
-use studymake_science::npy;
-use studymake_science::probe::{self, AberrationParams};
+use studymake_science::io::npy;
+use studymake_science::physics::probe::{self, AberrationParams};
 
 /// Save the probe and read its side back from the written header.
 fn save_and_read_n(job: &JobSpec, p: &Array2<Complex32>) -> Result<i64> {
@@ -196,44 +196,5 @@ pub(crate) mod tests {
             e.contains("[64, 64]") && e.contains("[32, 32]") && e.contains("small.npy"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn hybrid_recipe_with_the_real_fly001_probe_when_present() {
-        let real =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fly001_probe.npz");
-        if !real.exists() {
-            println!("skipped: {} is not present", real.display());
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let j = job(
-            "default_probe",
-            &[("N", Value::Int(64))],
-            &[],
-            d.join("ideal.npy"),
-        );
-        default_probe(&j).unwrap();
-        let j = job("npz_probe", &[], &[("file", &real)], d.join("fly.npy"));
-        npz_probe(&j).unwrap();
-        let j = job(
-            "hybrid_probe",
-            &[],
-            &[("amplitude", &d.join("ideal.npy")), ("phase", &real)],
-            d.join("hyb.npy"),
-        );
-        hybrid_probe(&j).unwrap();
-        let h = probe::load_probe(&d.join("hyb.npy")).unwrap();
-        let fly = probe::load_probe(&d.join("fly.npy")).unwrap();
-        let ideal = probe::default_probe(64);
-        assert_eq!(h.dim(), (64, 64));
-        for ((hz, fz), iz) in h.iter().zip(fly.iter()).zip(ideal.iter()) {
-            assert!((hz.norm() - iz.norm()).abs() <= 1e-6 * iz.norm().max(1e-3));
-            if iz.norm() > 0.1 && fz.norm() > 0.0 {
-                let d = (hz.arg() - fz.arg()).rem_euclid(std::f32::consts::TAU);
-                assert!(!(1e-4..=std::f32::consts::TAU - 1e-4).contains(&d));
-            }
-        }
     }
 }

@@ -17,10 +17,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use studymake_engine::job::JobSpec;
 use studymake_engine::params::{Params, Value};
+use studymake_science::evaluation::figure::{
+    complex_grid, line_chart, ChartSpec, LegendPosition, Series,
+};
+use studymake_science::evaluation::metrics_file::{ImageRecord, MetricsFile};
 use studymake_science::evaluation::{f6, BASELINE, NETWORK, PSNR_NOTE};
-use studymake_science::figure::{complex_grid, line_chart, ChartSpec, LegendPosition, Series};
-use studymake_science::metrics_file::{ImageRecord, MetricsFile};
-use studymake_science::npy::{read_complex2_npy_f64, NpzFile};
+use studymake_science::io::npy::{read_complex2_npy_f64, NpzFile};
 
 /// The numbers of one model in one condition, as read from `metrics.json`.
 #[derive(Clone, Debug, Default)]
@@ -627,7 +629,7 @@ mod tests {
         }
         for probe in ["idealized", "hybrid"] {
             let p = d.path().join(format!("{probe}.npy"));
-            studymake_science::npy::write_npy(&p, &data.probe).unwrap();
+            studymake_science::io::npy::write_npy(&p, &data.probe).unwrap();
             inputs.insert(format!("probe.{probe}"), p);
         }
         let out = d.path().join("report");

@@ -20,7 +20,7 @@ use studymake_engine::catalog::{
     Axis, AxisValues, ConditionParams, InputFrom, Kind, OutputKind, Section, Shape, Summary,
 };
 use studymake_engine::params::Value;
-use studymake_science::grouping::Gridsize;
+use studymake_science::physics::grouping::Gridsize;
 
 /// The seed every condition's targets read, under the name of the set it belongs to.
 pub const SEED: &str = "seed";

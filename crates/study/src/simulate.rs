@@ -10,8 +10,8 @@
 use crate::error::{Error, Result};
 use studymake_engine::job::JobSpec;
 use studymake_engine::params::Params;
-use studymake_science::simulate::SimParams;
-use studymake_science::{object, probe, simulate as sim};
+use studymake_science::physics::simulate::SimParams;
+use studymake_science::physics::{object, probe, simulate as sim};
 
 /// Build `job.output`; returns `gridsize` (from the written group width; the file's own
 /// scalar is checked against it when it is saved), `seed`, `n_images` (patterns written) and
@@ -56,7 +56,7 @@ mod tests {
     use super::*;
     use crate::probe::tests::job;
     use studymake_engine::params::Value;
-    use studymake_science::dataset::Dataset;
+    use studymake_science::io::dataset::Dataset;
 
     #[test]
     fn simulate_recipe_reports_what_it_wrote_and_inspect_agrees() {

@@ -6,7 +6,7 @@
 //! and a number JSON cannot hold (an infinite PSNR) is written as a string (`"inf"`).
 
 use crate::error::{Error, Result};
-use crate::metrics::{ChannelMetrics, ImageMetrics};
+use crate::evaluation::metrics::{ChannelMetrics, ImageMetrics};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::path::Path;
 

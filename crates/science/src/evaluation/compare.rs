@@ -4,12 +4,12 @@
 //! Pipeline: centre-crop both images to their common size; optionally register the
 //! reconstruction to the ground truth (phase cross-correlation of the amplitudes to 1/50 px,
 //! Fourier shift); crop 2 px from every border; then the metrics of
-//! [`crate::metrics::image_metrics`] (which trim another 2 px).
+//! [`crate::evaluation::metrics::image_metrics`] (which trim another 2 px).
 
 use crate::error::{Error, Result};
+use crate::evaluation::metrics::{center_crop, image_metrics, ImageMetrics};
 use crate::evaluation::{f6, metrics_json, register_and_crop, Aligned, PSNR_NOTE};
-use crate::metrics::{center_crop, image_metrics, ImageMetrics};
-use crate::npy::{read_complex2_npy_f64, read_complex2_npz_f64, NpzFile};
+use crate::io::npy::{read_complex2_npy_f64, read_complex2_npz_f64, NpzFile};
 use ndarray::Array2;
 use num_complex::Complex64;
 use serde_json::json;
@@ -210,7 +210,7 @@ impl ComparisonReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registration::fourier_shift;
+    use crate::evaluation::registration::fourier_shift;
     use ndarray_npy::{NpzWriter, WriteNpyExt};
     use num_complex::Complex32;
 

@@ -21,11 +21,11 @@
 //! * Every position is simulated independently for every gridsize; gridsize only changes
 //!   `group_index`. Results are bit-identical for any number of rayon threads.
 
-use crate::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::fft::Fft2;
-use crate::grouping::group_neighbours;
-use crate::poisson::{poisson_fill, PoissonScratch};
+use crate::io::dataset::Dataset;
+use crate::numerics::fft::Fft2;
+use crate::numerics::poisson::{poisson_fill, PoissonScratch};
+use crate::physics::grouping::group_neighbours;
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut2, Axis};
 use num_complex::Complex32;
 use rand::{Rng, SeedableRng};
@@ -467,8 +467,8 @@ pub fn simulate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fft::naive_dft2;
-    use crate::{object, probe};
+    use crate::numerics::fft::naive_dft2;
+    use crate::physics::{object, probe};
     use num_complex::Complex64;
 
     fn small_object(h: usize, w: usize) -> Array2<Complex32> {
@@ -572,7 +572,7 @@ mod tests {
                 Complex64::new(z.re as f64, z.im as f64)
             });
             let f = naive_dft2(&psi, false);
-            let want = crate::fft::fftshift(&f).mapv(|z| z.norm() / 8.0);
+            let want = crate::numerics::fft::fftshift(&f).mapv(|z| z.norm() / 8.0);
             let got = d.diffraction.index_axis(Axis(0), k);
             let peak = want.iter().cloned().fold(0.0, f64::max);
             for (g, w) in got.iter().zip(want.iter()) {

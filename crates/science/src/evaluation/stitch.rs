@@ -122,7 +122,7 @@ pub fn stitch(
 
 /// Centre-crop to `(th, tw)`: `start = (size - target) / 2` per axis.
 pub fn center_crop(a: &Array2<Complex64>, th: usize, tw: usize) -> Array2<Complex64> {
-    crate::metrics::center_crop(a, th, tw)
+    crate::evaluation::metrics::center_crop(a, th, tw)
 }
 
 /// The result of [`align_for_evaluation`].

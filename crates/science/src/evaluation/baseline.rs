@@ -17,8 +17,8 @@
 //! The result does not depend on the number of threads (the loop is sequential).
 
 use crate::error::{Error, Result};
-use crate::fft::{ifftshift, Fft2};
-use crate::registration::fourier_shift;
+use crate::evaluation::registration::fourier_shift;
+use crate::numerics::fft::{ifftshift, Fft2};
 use ndarray::{s, Array2, Array3};
 use num_complex::{Complex32, Complex64};
 use rand::{Rng, SeedableRng};
@@ -150,7 +150,7 @@ pub fn epie(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{remove_plane, ssim};
+    use crate::evaluation::metrics::{remove_plane, ssim};
     use crate::testdata::raster;
 
     /// Bar: amplitude SSIM > 0.99 and phase SSIM > 0.99 (plane removed, scaled to [0, 1]) in the
@@ -178,10 +178,10 @@ mod tests {
         let re = rec.slice(inner).to_owned();
         let at = gt.mapv(|z| z.norm());
         let ap = re.mapv(|z| z.norm());
-        let sa = ssim(&at, &ap, crate::metrics::data_range(&at)).unwrap();
+        let sa = ssim(&at, &ap, crate::evaluation::metrics::data_range(&at)).unwrap();
         let pt = remove_plane(&gt.mapv(|z| z.arg()));
         let pp = remove_plane(&re.mapv(|z| z.arg()));
-        let sp = ssim(&pt, &pp, crate::metrics::data_range(&pt)).unwrap();
+        let sp = ssim(&pt, &pp, crate::evaluation::metrics::data_range(&pt)).unwrap();
         eprintln!("ePIE test: amplitude SSIM {sa:.4}, phase SSIM {sp:.4}");
         assert!(sa > 0.99, "amplitude SSIM {sa}");
         assert!(sp > 0.99, "phase SSIM {sp}");

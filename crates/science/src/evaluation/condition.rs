@@ -6,18 +6,18 @@
 //! iteration orders, npz members stored with the zip epoch date, PNGs encoded without time
 //! chunks), so a rebuild is byte-identical. Timings go to the log (stderr) only.
 
-use crate::baseline::{epie, EpieOptions};
-use crate::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::grouping::Gridsize;
-use crate::metrics::{image_metrics, ImageMetrics};
-use crate::metrics_file::{
+use crate::evaluation::baseline::{epie, EpieOptions};
+use crate::evaluation::metrics::{image_metrics, ImageMetrics};
+use crate::evaluation::metrics_file::{
     BaselineRecord, CoverageRecord, DatasetRecord, ImageRecord, MetricsFile, ModelRecord, Models,
     Offset, RegistrationRecord, Shift, Uncovered, UnregisteredModels,
 };
-use crate::npy::NpzOut;
-use crate::registration::{fourier_shift, phase_cross_correlation};
-use crate::stitch::{align_for_evaluation, extract_patch, stitch};
+use crate::evaluation::registration::{fourier_shift, phase_cross_correlation};
+use crate::evaluation::stitch::{align_for_evaluation, extract_patch, stitch};
+use crate::io::dataset::Dataset;
+use crate::io::npy::NpzOut;
+use crate::physics::grouping::Gridsize;
 use ndarray::{s, Array0, Array2, Array3};
 use num_complex::{Complex32, Complex64};
 use std::path::Path;
@@ -507,7 +507,7 @@ impl ConditionEvaluation {
             w.add(&format!("{prefix}_offset_dx"), &Array0::from_elem((), dx))?;
         }
         w.finish()?;
-        crate::figure::comparison_figure(
+        crate::evaluation::figure::comparison_figure(
             &dir.join("comparison.png"),
             &self.network.aligned.gt,
             &[
@@ -668,7 +668,7 @@ mod tests {
         });
         let xs: Vec<f64> = (0..count).map(|_| rng.random_range(32.0..192.0)).collect();
         let ys: Vec<f64> = (0..count).map(|_| rng.random_range(32.0..192.0)).collect();
-        let plan = crate::fft::Fft2::<f64>::new(n, n);
+        let plan = crate::numerics::fft::Fft2::<f64>::new(n, n);
         let p64 = probe.mapv(|z| Complex64::new(z.re as f64, z.im as f64));
         let mut diffraction = Array3::<f32>::zeros((count, n, n));
         let mut patches = Array3::<Complex32>::zeros((count, n, n));
@@ -679,7 +679,7 @@ mod tests {
                 .assign(&patch.mapv(|z| Complex32::new(z.re as f32 * 1.01, z.im as f32)));
             let mut psi = &patch * &p64;
             plan.forward(&mut psi);
-            let a = crate::fft::fftshift(&psi.mapv(|z| (z.norm() / n as f64) as f32));
+            let a = crate::numerics::fft::fftshift(&psi.mapv(|z| (z.norm() / n as f64) as f32));
             diffraction.slice_mut(s![k, .., ..]).assign(&a);
         }
         let centroids =

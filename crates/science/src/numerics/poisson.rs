@@ -23,7 +23,7 @@
     clippy::excessive_precision
 )]
 
-use crate::simd::Simd;
+use crate::numerics::simd::Simd;
 use rand::{Rng, RngCore};
 use std::ops::{Add, BitAnd, BitOr, Div, Mul, Neg, Not, Sub};
 

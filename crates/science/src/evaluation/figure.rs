@@ -16,7 +16,7 @@ use std::sync::Once;
 /// Where a line chart puts its legend.
 pub use plotters::chart::SeriesLabelPosition as LegendPosition;
 
-static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSansMono.ttf");
+static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
 static REGISTER: Once = Once::new();
 
 fn register_fonts() {

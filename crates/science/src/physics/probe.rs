@@ -19,8 +19,8 @@
 //! * `P = A exp(i phi)`, computed in float64 and cast to complex64.
 
 use crate::error::{Error, Result};
-use crate::gaussian;
-use crate::npy;
+use crate::io::npy;
+use crate::numerics::gaussian;
 use ndarray::Array2;
 use num_complex::Complex32;
 use std::path::Path;
@@ -356,25 +356,5 @@ mod tests {
         npy::write_npy(&nf, &bad).unwrap();
         let e = load_probe(&nf).unwrap_err().to_string();
         assert!(e.contains("nan.npy") && e.contains("non-finite"), "{e}");
-    }
-
-    #[test]
-    fn hybrid_with_the_real_fly001_probe_when_present() {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fly001_probe.npz");
-        if !path.exists() {
-            println!("skipped: {} is not present", path.display());
-            return;
-        }
-        let exp = load_probe(&path).unwrap();
-        assert_eq!(exp.dim(), (64, 64));
-        let a = default_probe(64);
-        let h = hybrid(&a, &exp).unwrap();
-        let ea: f64 = a.iter().map(|z| z.norm_sqr() as f64).sum();
-        let eh: f64 = h.iter().map(|z| z.norm_sqr() as f64).sum();
-        assert!((ea - eh).abs() < 1e-4 * ea);
-        // The phase inside the disk is the experimental probe's.
-        let (za, zp) = (h[[31, 31]], exp[[31, 31]]);
-        assert!((za.arg() - zp.arg()).abs() < 1e-4 || zp.norm() == 0.0);
     }
 }

@@ -7,7 +7,7 @@
 //! A positive shift moves content towards higher indices.
 
 use crate::error::{Error, Result};
-use crate::fft::{fftfreq, Fft2};
+use crate::numerics::fft::{fftfreq, Fft2};
 use ndarray::Array2;
 use num_complex::Complex64;
 use std::f64::consts::PI;
@@ -159,7 +159,7 @@ mod tests {
         let reference = pattern(64, 72);
         let moving = shifted(&reference, 1.37, -2.61);
         let (dy, dx) = phase_cross_correlation(&reference, &moving, 50).unwrap();
-        let want = crate::metrics::tests_reference_shift();
+        let want = crate::evaluation::metrics::tests_reference_shift();
         assert!((dy - want[0]).abs() < 1e-9, "{dy} vs {}", want[0]);
         assert!((dx - want[1]).abs() < 1e-9, "{dx} vs {}", want[1]);
     }

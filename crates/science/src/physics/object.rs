@@ -8,8 +8,8 @@
 //! seed)` but is not numpy's MT19937 stream, so it does not reproduce a Python run bit for bit.
 
 use crate::error::{Error, Result};
-use crate::gaussian::{gaussian_filter, TRUNCATE};
-use crate::npy;
+use crate::io::npy;
+use crate::numerics::gaussian::{gaussian_filter, TRUNCATE};
 use ndarray::{s, Array2};
 use num_complex::Complex32;
 use rand::{Rng, SeedableRng};

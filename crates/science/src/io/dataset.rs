@@ -18,8 +18,8 @@
 //! dataset always gives the same bytes (see [`crate::npy`]).
 
 use crate::error::{Error, Result};
-use crate::grouping::Gridsize;
-use crate::npy::{NpzFile, NpzOut};
+use crate::io::npy::{NpzFile, NpzOut};
+use crate::physics::grouping::Gridsize;
 use ndarray::{arr0, Array1, Array2, Array3, Ix1, Ix2, Ix3};
 use num_complex::Complex32;
 use std::path::Path;

@@ -1,0 +1,16 @@
+//! The evaluation of a reconstruction against ground truth (reference section 8): patch
+//! geometry and stitching ([`stitch`]), registration ([`registration`]), the metrics
+//! ([`metrics`]), the ePIE baseline ([`baseline`]), the per-condition pipeline and its outputs
+//! ([`condition`], re-exported here), `metrics.json` typed ([`metrics_file`]), `compare` for any
+//! two images ([`compare`]) and the figures ([`figure`]).
+
+pub mod baseline;
+pub mod compare;
+pub mod condition;
+pub mod figure;
+pub mod metrics;
+pub mod metrics_file;
+pub mod registration;
+pub mod stitch;
+
+pub use condition::*;
