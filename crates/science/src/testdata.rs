@@ -206,20 +206,36 @@ pub fn perfect_case(jitter: bool) -> (Dataset, Prediction) {
         let z = p[[i, j]];
         Complex32::new(z.re as f32, z.im as f32)
     });
-    let centroids =
-        Array2::from_shape_fn((n, 2), |(k, a)| if a == 0 { sim.xs[k] } else { sim.ys[k] });
-    let y = patches.clone();
+    let object = sim.object.clone();
+    gridsize1_case(
+        &object,
+        sim.probe.clone(),
+        (sim.xs.clone(), sim.ys.clone()),
+        sim.diffraction.clone(),
+        patches,
+    )
+}
+
+/// A gridsize-1 dataset of `object` scanned at `(xs, ys)` with these patterns, and the
+/// prediction of `patches` at the positions (each pattern its own group, centroid its position).
+pub fn gridsize1_case(
+    object: &Array2<Complex64>,
+    probe: Array2<Complex32>,
+    (xs, ys): (Vec<f64>, Vec<f64>),
+    diffraction: Array3<f32>,
+    patches: Array3<Complex32>,
+) -> (Dataset, Prediction) {
+    let n = xs.len();
+    let centroids = Array2::from_shape_fn((n, 2), |(k, a)| if a == 0 { xs[k] } else { ys[k] });
     let data = Dataset {
-        diffraction: sim.diffraction.clone(),
-        y,
-        object: sim
-            .object
-            .mapv(|z| Complex32::new(z.re as f32, z.im as f32)),
-        probe: sim.probe.clone(),
-        xcoords: Array1::from(sim.xs.clone()),
-        ycoords: Array1::from(sim.ys.clone()),
-        xcoords_start: Array1::from(sim.xs.clone()),
-        ycoords_start: Array1::from(sim.ys.clone()),
+        diffraction,
+        y: patches.clone(),
+        object: object.mapv(|z| Complex32::new(z.re as f32, z.im as f32)),
+        probe,
+        xcoords: Array1::from(xs.clone()),
+        ycoords: Array1::from(ys.clone()),
+        xcoords_start: Array1::from(xs),
+        ycoords_start: Array1::from(ys),
         scan_index: Array1::zeros(n),
         group_index: Array2::from_shape_fn((n, 1), |(k, _)| k as i64),
         gridsize: 1,

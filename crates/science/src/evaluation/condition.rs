@@ -523,7 +523,6 @@ impl ConditionEvaluation {
 mod tests {
     use super::*;
     use crate::testdata::perfect_case;
-    use ndarray::Array1;
 
     fn settings() -> ConditionSettings {
         ConditionSettings {
@@ -682,29 +681,8 @@ mod tests {
             let a = crate::numerics::fft::fftshift(&psi.mapv(|z| (z.norm() / n as f64) as f32));
             diffraction.slice_mut(s![k, .., ..]).assign(&a);
         }
-        let centroids =
-            Array2::from_shape_fn((count, 2), |(k, a)| if a == 0 { xs[k] } else { ys[k] });
-        let data = Dataset {
-            diffraction,
-            y: patches.clone(),
-            object: object.mapv(|z| Complex32::new(z.re as f32, z.im as f32)),
-            probe,
-            xcoords: Array1::from(xs.clone()),
-            ycoords: Array1::from(ys.clone()),
-            xcoords_start: Array1::from(xs),
-            ycoords_start: Array1::from(ys),
-            scan_index: Array1::zeros(count),
-            group_index: Array2::from_shape_fn((count, 1), |(k, _)| k as i64),
-            gridsize: 1,
-            seed: 43,
-            nphotons: 1e9,
-            intensity_scale: 1.0,
-        };
-        let pred = Prediction {
-            patches,
-            centroids,
-            gridsize: 1,
-        };
+        let (data, pred) =
+            crate::testdata::gridsize1_case(&object, probe, (xs, ys), diffraction, patches);
         let settings = ConditionSettings {
             declared_gridsize: 1,
             seed: 1,
