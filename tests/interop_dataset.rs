@@ -1,5 +1,8 @@
 //! Interop: a dataset written by studymake is read by numpy with the contract's dtypes and shapes
-//! (`scripts/check_dataset.py`). Runs only when `STUDYMAKE_PYTHON` names a python with numpy.
+//! (`scripts/check_dataset.py`). Needs `STUDYMAKE_PYTHON` naming a python with numpy; without
+//! it the numpy half prints `SKIPPED`, unless `STUDYMAKE_REQUIRE` lists `python` (CI does).
+
+mod common;
 
 use studymake_science::io::dataset::Dataset;
 use studymake_science::physics::simulate::{simulate, SimParams};
@@ -18,12 +21,16 @@ fn numpy_reads_a_simulated_dataset_per_the_contract() {
         assert_eq!(Dataset::load(&path).expect("load"), d);
         files.push(path);
     }
-    let Ok(python) = std::env::var("STUDYMAKE_PYTHON") else {
-        println!(
-            "skipped: set STUDYMAKE_PYTHON to a python with numpy to check the files with numpy"
-        );
+    let python = std::env::var("STUDYMAKE_PYTHON").unwrap_or_default();
+    if !common::available("python", || {
+        if python.is_empty() {
+            Err("set STUDYMAKE_PYTHON to a python with numpy to check the files with numpy".into())
+        } else {
+            Ok(())
+        }
+    }) {
         return;
-    };
+    }
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_dataset.py");
     let out = std::process::Command::new(&python)
         .arg(&script)

@@ -1,5 +1,6 @@
-//! The Slurm executor against a real Slurm (started by `.ci/slurm/start.sh`; CI does). Each test
-//! says it skipped, and passes, when no cluster answers.
+//! The Slurm executor against a real Slurm (started by `.ci/slurm/start.sh`; CI does). When no
+//! cluster answers, each test prints `SKIPPED` and passes, unless `STUDYMAKE_REQUIRE` lists
+//! `slurm` (CI does): then it fails.
 
 mod common;
 
@@ -7,23 +8,21 @@ use common::{built, Study};
 use std::process::Command;
 
 fn slurm_available() -> bool {
-    if std::env::var_os("SLURM_CONF").is_none() {
-        eprintln!(
-            "slurm not available (SLURM_CONF unset): start it with .ci/slurm/start.sh; skipping"
-        );
-        return false;
-    }
-    let ok = Command::new("scontrol")
-        .arg("ping")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("is UP"))
-        .unwrap_or(false);
-    if !ok {
-        eprintln!(
-            "slurm not available (scontrol ping): start it with .ci/slurm/start.sh; skipping"
-        );
-    }
-    ok
+    common::available("slurm", || {
+        if std::env::var_os("SLURM_CONF").is_none() {
+            return Err("SLURM_CONF is unset; start Slurm with .ci/slurm/start.sh".into());
+        }
+        let up = Command::new("scontrol")
+            .arg("ping")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("is UP"))
+            .unwrap_or(false);
+        if up {
+            Ok(())
+        } else {
+            Err("`scontrol ping` does not answer; start Slurm with .ci/slurm/start.sh".into())
+        }
+    })
 }
 
 fn digests(s: &Study) -> Vec<(String, String)> {

@@ -2,12 +2,15 @@
 //!
 //! These tests need a cluster named by `SLURM_CONF` whose controller answers `scontrol ping`,
 //! and whose nodes see this machine's `/tmp` (the local CI cluster of `.ci/slurm/start.sh`).
-//! Without one each test prints why it is skipped and passes:
+//! Without one each test prints `SKIPPED` and why, and passes, unless `STUDYMAKE_REQUIRE` lists
+//! `slurm` (CI does): then it fails.
 //!
 //! ```sh
 //! eval "$(.ci/slurm/start.sh)" && cargo test --test slurm_client -- --nocapture
 //! .ci/slurm/stop.sh
 //! ```
+
+mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,12 +22,8 @@ use studymake_engine::executor::slurm::{
 const SKIP: &str = "slurm not available: start it with .ci/slurm/start.sh \
                     (eval \"$(.ci/slurm/start.sh)\" exports SLURM_CONF)";
 
-/// A client working in a fresh directory, or `None` (after printing why) without a cluster.
+/// A client working in a fresh directory, or `None` (after saying why) without a cluster.
 fn cluster(test: &str) -> Option<(Slurm, tempfile::TempDir)> {
-    if std::env::var_os("SLURM_CONF").is_none() {
-        eprintln!("{test}: skipped: SLURM_CONF is unset; {SKIP}");
-        return None;
-    }
     let dir = tempfile::Builder::new()
         .prefix("studymake-slurm-test-")
         .tempdir_in("/tmp")
@@ -32,11 +31,16 @@ fn cluster(test: &str) -> Option<(Slurm, tempfile::TempDir)> {
     let slurm = Slurm::new(dir.path());
     // asked once per test binary: a broken SLURM_CONF makes the check take its 10 s timeout
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if !*AVAILABLE.get_or_init(|| slurm.available()) {
-        eprintln!("{test}: skipped: `scontrol ping` does not answer; {SKIP}");
-        return None;
-    }
-    Some((slurm, dir))
+    let here = common::available("slurm", || {
+        if std::env::var_os("SLURM_CONF").is_none() {
+            Err(format!("{test}: SLURM_CONF is unset; {SKIP}"))
+        } else if !*AVAILABLE.get_or_init(|| slurm.available()) {
+            Err(format!("{test}: `scontrol ping` does not answer; {SKIP}"))
+        } else {
+            Ok(())
+        }
+    });
+    here.then_some((slurm, dir))
 }
 
 /// A job name no other test run uses.

@@ -317,8 +317,11 @@ fn immutable_directories_fail_the_target_and_keep_the_good_state() {
         blocked
     });
     std::fs::remove_dir_all(&probe).unwrap();
-    if !works {
-        eprintln!("SKIPPED: `chattr +i` is not supported on this filesystem or for this user");
+    if !common::available("chattr", || {
+        works.then_some(()).ok_or_else(|| {
+            "`chattr +i` is not supported on this filesystem or for this user".into()
+        })
+    }) {
         return;
     }
     let cases = [
@@ -456,13 +459,14 @@ fn full_filesystem_fails_the_target_and_keeps_the_good_state() {
     let s = Study::new();
     let out = s.path("out");
     std::fs::create_dir_all(&out).unwrap();
-    let fs = match SmallFs::mount(&out, "2m") {
-        Ok(fs) => fs,
-        Err(why) => {
-            eprintln!("SKIPPED: cannot mount a small tmpfs here: {why}");
-            return;
-        }
-    };
+    let mounted = SmallFs::mount(&out, "2m");
+    if !common::available("tmpfs", || match &mounted {
+        Ok(_) => Ok(()),
+        Err(why) => Err(format!("cannot mount a small tmpfs here: {why}")),
+    }) {
+        return;
+    }
+    let Ok(fs) = mounted else { return };
     let study = s.dir.path();
     fs.run(study, &["-j1"]).ok();
     assert!(

@@ -128,3 +128,21 @@ pub fn built(stdout: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// Whether an external dependency of a test is here. `check` says why not when it is not.
+///
+/// CI lists what it provides in `STUDYMAKE_REQUIRE` (comma-separated: `slurm`, `python`,
+/// `fly001`, ...): a test whose listed dependency is missing fails, naming it and why, so a
+/// broken CI machine cannot pass by skipping. Outside CI a missing dependency makes the test
+/// print `SKIPPED` with the reason and return early.
+pub fn available(dep: &str, check: impl FnOnce() -> Result<(), String>) -> bool {
+    let Err(why) = check() else {
+        return true;
+    };
+    let required = std::env::var("STUDYMAKE_REQUIRE").unwrap_or_default();
+    if required.split(',').any(|r| r.trim() == dep) {
+        panic!("{dep} is required (STUDYMAKE_REQUIRE={required}) but not available: {why}");
+    }
+    eprintln!("SKIPPED: {dep} is not available: {why}");
+    false
+}

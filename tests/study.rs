@@ -1,0 +1,79 @@
+//! The built-in recipes end to end through the binary, on the tiny study of `fixtures/tiny/` (the
+//! example study's shape with tiny numbers): every target builds, `verify` holds, a second run
+//! has nothing to do, and what was built is what each kind should be. The full-size version is
+//! `tests/example_study.rs` (ignored by default: minutes).
+
+mod common;
+
+use common::{built, Study};
+
+#[test]
+fn the_builtin_recipes_build_the_tiny_study_and_it_verifies() {
+    let s = Study::from_fixture("tiny");
+    let t0 = std::time::Instant::now();
+    let r = s.run(&["-j2", "all"]);
+    r.ok();
+    assert_eq!(built(&r.stdout).len(), 21, "{}", r.stdout);
+    eprintln!("tiny study built in {:.1} s", t0.elapsed().as_secs_f64());
+
+    let v = s.run(&["verify"]);
+    v.ok();
+    assert!(
+        v.stdout.contains("verify: all 21 targets hold"),
+        "{}",
+        v.stdout
+    );
+    for row in [
+        "gs1_idealized",
+        "gs1_hybrid",
+        "gs2_idealized",
+        "gs2_hybrid",
+        "study",
+    ] {
+        let line = v.stdout.lines().find(|l| l.starts_with(row)).unwrap();
+        assert_eq!(line.matches(" ok").count(), 5, "{line}");
+    }
+
+    let again = s.run(&["all"]);
+    again.ok();
+    assert!(
+        again
+            .stdout
+            .contains("nothing to do: all 21 targets are fresh"),
+        "{}",
+        again.stdout
+    );
+
+    // What each kind built shows its condition's gridsize, read back as the engine reads it.
+    let study = s.path("study");
+    for (c, g) in [("gs1_idealized", 1), ("gs2_hybrid", 2)] {
+        let facts = studymake_study::facts::dataset(&study.join(c).join("train_data.npz")).unwrap();
+        assert_eq!(
+            facts[0].value,
+            studymake_engine::params::Value::Int(g),
+            "{c}"
+        );
+        let facts = studymake_study::facts::model(&study.join(c).join("model")).unwrap();
+        assert_eq!(
+            facts[0].value,
+            studymake_engine::params::Value::Int(g),
+            "{c}"
+        );
+        let facts = studymake_study::facts::metrics(&study.join(c).join("evaluation")).unwrap();
+        assert_eq!(
+            facts[0].value,
+            studymake_engine::params::Value::Int(g),
+            "{c}"
+        );
+    }
+    let summary = std::fs::read_to_string(study.join("report/summary.csv")).unwrap();
+    assert_eq!(summary.lines().count(), 1 + 8, "{summary}");
+    for f in [
+        "summary.md",
+        "reconstructions.png",
+        "probes.png",
+        "losses.png",
+    ] {
+        assert!(study.join("report").join(f).is_file(), "{f}");
+    }
+}
