@@ -11,14 +11,14 @@ PY="${STUDYMAKE_PYTHON:-python3}"
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 
-cargo bench --profile "$PROFILE" --bench simulate --no-run >/dev/null 2>&1 ||
-  cargo bench --profile "$PROFILE" --bench simulate --no-run
+cargo bench -p studymake-science --profile "$PROFILE" --bench simulate --no-run >/dev/null 2>&1 ||
+  cargo bench -p studymake-science --profile "$PROFILE" --bench simulate --no-run
 echo "== studymake simulate ($N patterns, profile $PROFILE)"
 if [ -x /usr/bin/time ]; then
-  /usr/bin/time -v -o "$OUT/time.txt" cargo bench --profile "$PROFILE" --bench simulate -- "$N" "$OUT" | tee "$OUT/rust.txt"
+  /usr/bin/time -v -o "$OUT/time.txt" cargo bench -p studymake-science --profile "$PROFILE" --bench simulate -- "$N" "$OUT" | tee "$OUT/rust.txt"
   grep -E "Maximum resident set size" "$OUT/time.txt" | sed 's/^\s*/peak_rss: /'
 else
-  cargo bench --profile "$PROFILE" --bench simulate -- "$N" "$OUT" | tee "$OUT/rust.txt"
+  cargo bench -p studymake-science --profile "$PROFILE" --bench simulate -- "$N" "$OUT" | tee "$OUT/rust.txt"
 fi
 
 if "$PY" -c "import numpy" 2>/dev/null; then

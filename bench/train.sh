@@ -9,10 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-2}"
 batches="${1:-10}"
-cargo bench --bench train --no-run
+cargo bench -p studymake-pinn --bench train --no-run
 for gs in 1 2; do
   for f in 1 2; do
-    cargo bench --bench train -- "$gs" "$f" "$batches" 2>/dev/null | grep '^gridsize'
+    cargo bench -p studymake-pinn --bench train -- "$gs" "$f" "$batches" 2>/dev/null | grep '^gridsize'
   done
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -10,7 +10,7 @@
 #   CASES are GRIDSIZE:N_FILTERS_SCALE pairs.
 # Needs python3 with venv and network access to PyPI the first time: TensorFlow (CPU build,
 # pinned below) is installed into target/tf-venv. STUDYMAKE_BENCH_BIN names a prebuilt
-# `train` bench binary (else `cargo bench --bench train --no-run` builds it).
+# `train` bench binary (else `cargo bench -p studymake-pinn --bench train --no-run` builds it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
@@ -25,7 +25,7 @@ if ! "$venv/bin/python" -c "import tensorflow" 2>/dev/null; then
 fi
 bin="${STUDYMAKE_BENCH_BIN:-}"
 if [ -z "$bin" ]; then
-  bin=$(cargo bench --bench train --no-run --message-format=json 2>/dev/null \
+  bin=$(cargo bench -p studymake-pinn --bench train --no-run --message-format=json 2>/dev/null \
     | python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)

@@ -4,6 +4,16 @@
 //! of (its artifact kinds, which parameters are structural, how a structural fact is read back
 //! from an artifact) comes from a [`catalog::Catalog`] the study layer implements and the binary
 //! hands in. Recipes never touch the store; the engine never imports a recipe.
+//!
+//! * the declaration: [`studyfile`] (the file), [`params`], [`recipe`], [`catalog`] (the
+//!   study's shape and facts), [`graph`] (the expanded targets);
+//! * what is fresh: [`key`] (the key design, written at its top), [`freshness`], [`stamp`] (the
+//!   no-op shortcut);
+//! * building: [`build`] (the scheduler, preparing jobs, publishing), [`job`] (the contract with
+//!   a worker), [`executor`] (local, external commands, Slurm), [`store`] (state log, manifests,
+//!   cache), [`lock`], [`progress`];
+//! * [`verify`] (the audit), [`commands`] (what the command line runs), [`error`], and [`sys`],
+//!   the engine's only unsafe code.
 
 pub mod build;
 pub mod catalog;

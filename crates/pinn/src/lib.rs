@@ -3,14 +3,17 @@
 //!
 //! * [`network`]: encoder and decoders.
 //! * [`kernels`]: convolution, pooling and upsampling as candle custom ops with their local
-//!   backward passes.
+//!   backward passes, over [`gemm`] (the matrix products in fixed blocks).
 //! * [`winograd`]: the Winograd F(4x4, 3x3) convolution the kernels use for layers with 16 or
 //!   more channels in and out (forward, input gradient and kernel gradient).
+//! * [`direct`]: direct summation, the convolution of the heads (few output channels).
 //! * [`physics`]: reassembly, probe, centred far field (differentiable, constant operators).
 //! * [`groups`]: the grouped, normalised view of a dataset.
 //! * [`pinn`]: the model, the Poisson loss and training.
 //! * [`adam`]: candle-nn's AdamW stepped on parameter groups in parallel.
 //! * [`artifact`]: the saved model directory.
+//! * `raw`: the crate's only `unsafe` code, with its invariants (the crate root denies
+//!   `unsafe_code` everywhere else).
 //!
 //! Simplifications (reference 7.6), stated once: `probe_big` False (the decoders emit the
 //! central `N/2 x N/2` of each patch; the canvas border stays zero), the amplitude head has C
