@@ -29,11 +29,15 @@ impl StudyLock {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let holder = holder(&mut file);
-                if !wait {
+                if holder_is_gone(&holder) && taken_soon(&file) {
+                    // The holder was killed; a child it was starting held a copy of the lock's
+                    // descriptor until it reached its exec (where it is closed).
+                } else if !wait {
                     return Err(Error::Locked { path, holder });
+                } else {
+                    eprintln!("studymake: waiting for another build of this study ({holder})");
+                    file.lock().map_err(|e| Error::io(&path, e))?;
                 }
-                eprintln!("studymake: waiting for another build of this study ({holder})");
-                file.lock().map_err(|e| Error::io(&path, e))?;
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
@@ -71,6 +75,33 @@ fn holder(file: &mut File) -> String {
     } else {
         s.trim().to_string()
     }
+}
+
+/// Whether the holder a lock file names is a process of this host that no longer exists.
+fn holder_is_gone(holder: &str) -> bool {
+    let mut words = holder.split_whitespace();
+    let (Some("pid"), Some(pid), Some("on"), Some(host)) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return false;
+    };
+    let host = host.trim_end_matches(',');
+    match pid.parse::<u32>() {
+        Ok(pid) => host == hostname() && !crate::sys::process_alive(pid),
+        Err(_) => false,
+    }
+}
+
+/// Whether the lock can be taken within a couple of seconds (polled): a killed build's lock is
+/// free as soon as the children it was starting at that moment reach their exec.
+fn taken_soon(file: &File) -> bool {
+    for _ in 0..200 {
+        if file.try_lock().is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
 }
 
 fn hostname() -> String {

@@ -3,8 +3,9 @@
 //!
 //! * signals: SIGINT and SIGTERM set a flag the build polls ([`interrupted`]); SIGPIPE ends the
 //!   program quietly and SIGXFSZ turns a write past `ulimit -f` into an error ([`init_process`]);
-//! * children: a worker dies with studymake and leads its own process group ([`isolate`],
-//!   [`die_with_parent`]); cancelling signals the group ([`terminate_group`]);
+//! * processes: a worker dies with studymake and leads its own process group ([`isolate`],
+//!   [`die_with_parent`]); cancelling signals the group ([`terminate_group`]); whether a lock's
+//!   holder is still alive ([`process_alive`]);
 //! * files: swapping two directories atomically ([`exchange`]) and allocating room in a file
 //!   before writing it ([`allocate`]).
 
@@ -49,27 +50,38 @@ pub fn init_process() {
 }
 
 /// Make a child die with its parent (a killed studymake leaves no orphan writing to scratch)
-/// and lead its own process group (so cancelling it also stops what it started).
+/// and lead its own process group (so cancelling it also stops what it started). A child whose
+/// parent died before it asked to die with it ends at once instead.
 pub fn isolate(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
     // SAFETY: the closure runs between fork and exec and makes only async-signal-safe calls
-    // (prctl, setpgid), allocating nothing.
+    // (prctl, getppid, _exit, setpgid), allocating nothing.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
             libc::setpgid(0, 0);
             Ok(())
         });
     }
 }
 
-/// Make a child die with its parent (an external command dies with its worker).
+/// Make a child die with its parent (an external command dies with its worker); a child whose
+/// parent died first ends at once.
 pub fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs between fork and exec and makes one async-signal-safe call.
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe calls
+    // (prctl, getppid, _exit), allocating nothing.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
             Ok(())
         });
     }
@@ -82,6 +94,16 @@ pub fn terminate_group(pid: u32) {
     unsafe {
         libc::kill(-(pid as i32), libc::SIGTERM);
     }
+}
+
+/// Whether a process with this pid exists on this host.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists; nothing is delivered.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Swap two paths atomically (`renameat2(RENAME_EXCHANGE)`; both must exist).
