@@ -139,6 +139,8 @@ def cmd_train(a):
         "--output_dir", str(out),
     ]
     child = [sys.executable, str(Path(__file__).resolve()), "_train_child", "--seed", str(a.seed), "--"] + argv
+    import resource
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     with open(out / "training.log", "w") as log:
         log.write(f"recipe.py: {' '.join(child)}\n")
@@ -146,6 +148,8 @@ def cmd_train(a):
         log.flush()
         rc = subprocess.call(child, cwd=work, env=child_env(pp, a.threads), stdout=log, stderr=subprocess.STDOUT)
     train_s = time.time() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    train_cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if rc != 0:
         sys.stderr.write((out / "training.log").read_text()[-4000:])
         sys.exit(f"recipe.py: PtychoPINN's trainer failed (exit {rc}); see {out}/training.log")
@@ -160,6 +164,8 @@ def cmd_train(a):
         shutil.rmtree(work)
     timing = {
         "train_seconds": round(train_s, 1),
+        "train_cpu_seconds": round(train_cpu_s, 1),
+        "peak_rss_mib": round(ru1.ru_maxrss / 1024, 1),
         "stop_epoch": hist[-1]["epoch"] if hist else None,
         "epochs_requested": a.epochs,
         "threads": a.threads,
@@ -253,8 +259,10 @@ def cmd_predict(a):
     load_s = time.time() - t_load
 
     t0 = time.time()
+    c0 = time.process_time()
     patches = model.predict([container.X * scale, container.coords_nominal], batch_size=32, verbose=0)
     predict_s = time.time() - t0
+    predict_cpu_s = time.process_time() - c0
     patches = np.asarray(patches)
     t1 = time.time()
     stitched = np.squeeze(np.asarray(reassemble_position(patches, container.global_offsets, M=a.stitch_crop_size)))
@@ -271,6 +279,7 @@ def cmd_predict(a):
     np.savez(out / "stitched.npz", stitched=stitched.astype(np.complex64))
     timing = {
         "predict_seconds": round(predict_s, 2),
+        "predict_cpu_seconds": round(predict_cpu_s, 2),
         "stitch_seconds": round(stitch_s, 2),
         "load_seconds": round(load_s, 1),
         "intensity_scale": scale,
