@@ -107,7 +107,11 @@ def parse_history(log: str):
             current = {"epoch": int(m.group(1))}
             epochs.append(current)
             continue
-        if current is not None and "val_loss" in line:
+        if "val_loss" in line:
+            if current is None or "loss" in current:
+                # Keras prints no "Epoch k/E" header when E == 1
+                current = {"epoch": epochs[-1]["epoch"] + 1 if epochs else 1}
+                epochs.append(current)
             for k, v in METRIC_RE.findall(line):
                 try:
                     current["learning_rate" if k == "lr" else k] = float(v)
