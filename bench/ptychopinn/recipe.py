@@ -212,6 +212,13 @@ def cmd_predict(a):
     model_dir = Path(a.model).resolve()
     if not (model_dir / "wts.h5.zip").is_file():
         sys.exit(f"recipe.py: no PtychoPINN model at {model_dir}/wts.h5.zip")
+    a.test = str(Path(a.test).resolve())
+    if a.report:
+        a.report = str(Path(a.report).resolve())
+    # PtychoPINN makes ./memoized_data at import: a directory of our own, removed at the end.
+    work = out / "work"
+    work.mkdir(exist_ok=True)
+    os.chdir(work)
     if a.threads > 0:
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(a.threads)
         os.environ["TF_NUM_INTEROP_THREADS"] = "1"
@@ -305,6 +312,9 @@ def cmd_predict(a):
         print(f"recipe.py: amplitude SSIM {s['registered']['amp_ssim']:.3f}, Pearson "
               f"{s['registered']['amp_pearson']:.3f}; phase Pearson {s['registered']['phase_pearson']:.3f}"
               f" (offset {s['offset_yx']})")
+    os.chdir(out)
+    import shutil
+    shutil.rmtree(work)
     write_report(a.report, {"gridsize": g})
     print(f"recipe.py: predicted {group_index.shape[0]} groups in {predict_s:.1f} s")
 
