@@ -17,10 +17,13 @@ pub struct Groups {
     /// `X = diffraction * sqrt((N/2)^2 / mean_{m,c} sum_pixels diffraction^2)`, pattern
     /// `group_index[m, c]` in channel `c`.
     pub x: Vec<f32>,
-    /// Per group, per channel `(dx, dy) = p_c - g` in object pixels (`-coords_relative`); zero for
-    /// gridsize 1.
+    /// Per group, per channel `(dx, dy) = p_c - a` in object pixels, `a` the group's anchor;
+    /// zero for gridsize 1.
     pub shifts: Vec<Vec<(f64, f64)>>,
-    /// `(M, 2)` group centroids `g = (x, y)` in object pixels.
+    /// `(M, 2)` group anchors `a = (x, y)` in object pixels, the centre of the group's canvas and
+    /// of its reconstruction: the centroid of the group's scan positions, rounded to whole
+    /// pixels at gridsize 2 and above (the canvas lies on the object's pixel grid; see the
+    /// physics module), the scan position itself at gridsize 1.
     pub centroids: Array2<f64>,
     /// The dataset's normalisation scalar (the square root factor above).
     pub norm_factor: f64,
@@ -107,6 +110,12 @@ impl Groups {
                 .collect();
             let gx = pts.iter().map(|p| p.0).sum::<f64>() / c as f64;
             let gy = pts.iter().map(|p| p.1).sum::<f64>() / c as f64;
+            // The anchor: the canvas centre on the object's pixel grid (physics module docs).
+            let (gx, gy) = if c == 1 {
+                (gx, gy)
+            } else {
+                (gx.round(), gy.round())
+            };
             centroids[[g, 0]] = gx;
             centroids[[g, 1]] = gy;
             shifts.push(pts.iter().map(|p| (p.0 - gx, p.1 - gy)).collect());

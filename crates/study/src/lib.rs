@@ -135,14 +135,17 @@ impl Builtins {
                     // v6: the heads are direct convolutions (other rounding in the heads).
                     // v7: the Winograd F(4x4, 3x3) transforms are factored by hand (other
                     // rounding in every Winograd layer).
-                    version: 7,
+                    // v8: cosine learning-rate decay without early stop, batches of 4, the
+                    // gridsize-2 canvas on the object's pixel grid (exact physics), held-out
+                    // quality per epoch in the log and model.json (the learning curve).
+                    version: 8,
                     params: vec![
                         p(GRIDSIZE, None, "patterns per group side (C = gridsize^2)"),
                         p("seed", None, "weights, shuffling and validation split seed"),
                         p("epochs", None, "training epochs"),
-                        p("batch_size", Some(Value::Int(16)), "groups per batch"),
+                        p("batch_size", Some(Value::Int(4)), "groups per batch"),
                         p("n_filters_scale", Some(Value::Int(1)), "filter count multiplier"),
-                        p("learning_rate", Some(Value::Float(1e-3)), "Adam learning rate"),
+                        p("learning_rate", Some(Value::Float(1e-3)), "Adam peak learning rate (cosine decay to 0)"),
                         p("nphotons", Some(Value::Float(1e9)), "photons per pattern"),
                     ],
                     inputs: vec!["train_data"],
