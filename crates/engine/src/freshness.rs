@@ -157,12 +157,7 @@ impl<'a> Planner<'a> {
         if !unknown.is_empty() {
             return Ok(Err(unknown));
         }
-        Ok(Ok(KeyMaterial {
-            recipe: t.recipe.clone(),
-            output: output_form(t),
-            params: t.params.clone(),
-            inputs,
-        }))
+        Ok(Ok(key_material(self.graph, i, inputs)))
     }
 
     /// Decide what to do with target `i` given its key material.
@@ -266,13 +261,7 @@ impl<'a> Planner<'a> {
                         .collect();
                     // Parameter and recipe changes are known even before inputs are.
                     if let Some(rec) = self.store.record(&self.graph.targets[i].name) {
-                        let t = &self.graph.targets[i];
-                        let partial = KeyMaterial {
-                            recipe: t.recipe.clone(),
-                            output: output_form(t),
-                            params: t.params.clone(),
-                            inputs: rec.material.inputs.clone(),
-                        };
+                        let partial = key_material(self.graph, i, rec.material.inputs.clone());
                         let mut d = diff(&rec.material, &partial);
                         d.append(&mut reasons);
                         reasons = d;
@@ -296,6 +285,19 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// The key material of target `i` of `graph` given its inputs' digests: the one constructor, so
+/// the build, the plan and `verify` cannot assemble it differently.
+pub fn key_material(graph: &Graph, i: usize, inputs: BTreeMap<String, Digest>) -> KeyMaterial {
+    let t = &graph.targets[i];
+    KeyMaterial {
+        recipe: t.recipe.clone(),
+        output: output_form(t),
+        params: t.params.clone(),
+        inputs,
+        bindings: graph.bindings(i),
+    }
+}
+
 pub fn output_form(t: &Target) -> String {
     if t.output_is_dir {
         "dir".into()
@@ -314,6 +316,19 @@ pub fn diff(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Reason> {
         out.push(Reason::RecipeChanged {
             old: old.recipe.to_string(),
             new: new.recipe.to_string(),
+        });
+    }
+    if old.bindings != new.bindings {
+        let show = |b: &BTreeMap<String, String>| {
+            if b.is_empty() {
+                return "no names or paths".to_string();
+            }
+            let parts: Vec<String> = b.iter().map(|(k, v)| format!("{{{k}}}={v}")).collect();
+            parts.join(", ")
+        };
+        out.push(Reason::RecipeChanged {
+            old: format!("the command given {}", show(&old.bindings)),
+            new: show(&new.bindings),
         });
     }
     let names: std::collections::BTreeSet<&String> =

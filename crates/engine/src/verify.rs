@@ -8,9 +8,9 @@
 
 use crate::catalog::{Catalog, ConditionParams};
 use crate::error::Result;
-use crate::freshness::{diff, output_form};
+use crate::freshness::{diff, key_material};
 use crate::graph::{Graph, InputSource, Target};
-use crate::key::{Digest, KeyMaterial};
+use crate::key::Digest;
 use crate::store::{Manifest, Store};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -308,17 +308,7 @@ pub fn verify(
 
         // Freshness: the key of the current Studyfile and current input bytes.
         if inputs_known {
-            let material = KeyMaterial {
-                recipe: m.material.recipe.clone(),
-                output: m.material.output.clone(),
-                params: t.params.clone(),
-                inputs,
-            };
-            let material = KeyMaterial {
-                recipe: t.recipe.clone(),
-                output: output_form(t),
-                ..material
-            };
+            let material = key_material(graph, i, inputs);
             if material.key() != m.key {
                 let reasons: Vec<String> = diff(&m.material, &material)
                     .iter()

@@ -263,7 +263,8 @@ impl Run<'_, '_, '_, '_> {
             }
             Action::Restore => {
                 let dest = graph.output_path(i);
-                match self.planner.store.restore(&key, &dest, &t.name) {
+                let id = publish::identity(graph, i);
+                match self.planner.store.restore(&key, &dest, &id) {
                     // A failed write (disk full, read-only) fails this target only; the
                     // previous output stays in place.
                     Err(e) => self.fail(i, &e.to_string(), None),

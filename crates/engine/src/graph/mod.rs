@@ -228,13 +228,37 @@ impl Graph {
     /// Accepts `all`, a target name, a condition name, a section's table name (`sources`), or a
     /// kind (`fit` = every condition's fit).
     pub fn select(&self, names: &[String]) -> Result<Vec<usize>> {
-        let mut wanted = BTreeSet::new();
         let names: Vec<String> = if names.is_empty() {
             vec!["all".into()]
         } else {
             names.to_vec()
         };
-        for n in &names {
+        let mut wanted = self.matches(&names)?;
+        // Close over inputs.
+        let mut stack: Vec<usize> = wanted.iter().copied().collect();
+        while let Some(i) = stack.pop() {
+            for inp in &self.targets[i].inputs {
+                if let InputSource::Target(j) = inp.source {
+                    if wanted.insert(j) {
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        Ok(self
+            .order
+            .iter()
+            .copied()
+            .filter(|i| wanted.contains(i))
+            .collect())
+    }
+
+    /// The targets the selectors `names` denote, without their inputs: the one parser of
+    /// selectors (`all`, a target, a condition, a kind, a group such as `probes`, any of them
+    /// with a trailing `/`), shared by the build and `clean`.
+    pub fn matches(&self, names: &[String]) -> Result<BTreeSet<usize>> {
+        let mut wanted = BTreeSet::new();
+        for n in names {
             let n = n.trim_end_matches('/');
             let hits: Vec<usize> = if n == "all" {
                 (0..self.targets.len()).collect()
@@ -266,23 +290,7 @@ impl Graph {
             };
             wanted.extend(hits);
         }
-        // Close over inputs.
-        let mut stack: Vec<usize> = wanted.iter().copied().collect();
-        while let Some(i) = stack.pop() {
-            for inp in &self.targets[i].inputs {
-                if let InputSource::Target(j) = inp.source {
-                    if wanted.insert(j) {
-                        stack.push(j);
-                    }
-                }
-            }
-        }
-        Ok(self
-            .order
-            .iter()
-            .copied()
-            .filter(|i| wanted.contains(i))
-            .collect())
+        Ok(wanted)
     }
 
     /// Indices of the targets that read `i`'s output.
@@ -302,6 +310,44 @@ impl Graph {
     /// Absolute output path of a target.
     pub fn output_path(&self, i: usize) -> PathBuf {
         self.out_dir.join(&self.targets[i].output)
+    }
+
+    /// The values an external command's argv is given besides its parameters, `{output}` and
+    /// `{report}`: `target`, `condition` and `input.ROLE` (a path relative to the study
+    /// directory), for each placeholder the argv template uses. They are key material (see the
+    /// `key` module's item 6); built-in recipes have none.
+    pub fn bindings(&self, i: usize) -> BTreeMap<String, String> {
+        let t = &self.targets[i];
+        let mut out = BTreeMap::new();
+        let Recipe::Command { argv, .. } = &t.recipe else {
+            return out;
+        };
+        for ph in argv.iter().flat_map(|a| placeholders(a)) {
+            let value = match ph.as_str() {
+                "target" => t.name.clone(),
+                "condition" => t.condition.clone().unwrap_or_default(),
+                p => match p.strip_prefix("input.") {
+                    Some(role) => match t.inputs.iter().find(|inp| inp.role == role) {
+                        Some(inp) => match &inp.source {
+                            InputSource::Target(j) => {
+                                self.targets[*j].output.to_string_lossy().into_owned()
+                            }
+                            InputSource::File(p) => {
+                                let dir = self.studyfile_dir().unwrap_or_default();
+                                p.strip_prefix(&dir)
+                                    .unwrap_or(p)
+                                    .to_string_lossy()
+                                    .into_owned()
+                            }
+                        },
+                        None => continue,
+                    },
+                    None => continue,
+                },
+            };
+            out.insert(ph, value);
+        }
+        out
     }
 
     /// The Studyfile's directory, absolute: where workers run and relative paths start.

@@ -38,6 +38,29 @@ pub struct Manifest {
     pub seconds: f64,
 }
 
+/// Who a manifest describes: the part of it a cache entry shared by several targets (equal
+/// keys) does not vouch for, and which a restore therefore takes from the restoring target.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub target: String,
+    pub kind: String,
+    pub condition: Option<String>,
+    pub input_sources: BTreeMap<String, String>,
+    pub output_path: String,
+}
+
+impl Manifest {
+    /// This manifest with its identity replaced by `id`'s.
+    pub fn with_identity(mut self, id: &Identity) -> Manifest {
+        self.target = id.target.clone();
+        self.kind = id.kind.clone();
+        self.condition = id.condition.clone();
+        self.input_sources = id.input_sources.clone();
+        self.output_path = id.output_path.clone();
+        self
+    }
+}
+
 /// One file in a manifest.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FileEntry {

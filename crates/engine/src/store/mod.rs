@@ -29,7 +29,7 @@ mod manifest;
 mod publish;
 
 pub use fs::{copy_tree, remove_path, stat, write_atomic, write_replacing};
-pub use manifest::{file_entries, manifest_name, read_manifest, FileEntry, Manifest};
+pub use manifest::{file_entries, manifest_name, read_manifest, FileEntry, Identity, Manifest};
 
 use crate::error::{Error, Result};
 use crate::key::{digest_file, digest_listing, list_tree, Digest, KeyMaterial};
@@ -41,7 +41,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Version of the state log and manifest formats.
-pub const STATE_SCHEMA: u32 = 1;
+pub const STATE_SCHEMA: u32 = 2;
 
 /// One output file as recorded: content digest plus the stat fields that let a no-op run skip
 /// rehashing it.
