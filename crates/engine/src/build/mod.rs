@@ -4,6 +4,7 @@
 //! checked against the declaration and published ([`publish`]). A failure skips what depends on
 //! it and, without `-k`, stops the build; Ctrl-C cancels the running jobs.
 
+mod inputs;
 mod prepare;
 mod publish;
 
@@ -60,6 +61,8 @@ struct Running {
     material: KeyMaterial,
     log: PathBuf,
     previous: Option<Digest>,
+    /// The inputs as its key names them, checked again when the job has ended.
+    inputs: Vec<inputs::Snapshot>,
 }
 
 /// Path of a target's log file.
@@ -171,6 +174,14 @@ impl Run<'_, '_, '_, '_> {
         self.state.insert(i, State::Failed);
         self.summary.failed += 1;
         self.stop |= !self.opts.keep_going;
+    }
+
+    /// Say which published inputs were restored because a job changed them.
+    fn report_repaired(&mut self, restored: &[String]) {
+        for name in restored {
+            self.reporter
+                .event("restored", name, "from the cache: a job changed it");
+        }
     }
 
     /// Target `i` is settled with output digest `d`.
@@ -301,6 +312,18 @@ impl Run<'_, '_, '_, '_> {
             let t = &self.planner.graph.targets[i];
             let previous = self.planner.store.record(&t.name).map(|r| r.output);
             let direct = self.executor.runs_commands_directly();
+            let mut restored = Vec::new();
+            let checked = inputs::snapshot(self.planner, i, &material).and_then(|snap| {
+                inputs::check_before(self.planner, &t.name, &snap, &mut restored).map(|()| snap)
+            });
+            self.report_repaired(&restored);
+            let snapshot = match checked {
+                Ok(s) => s,
+                Err(e) => {
+                    self.fail(i, &e.to_string(), None);
+                    continue;
+                }
+            };
             match prepare::prepare(self.planner, i, self.opts, &self.cwd, direct) {
                 Ok((spec, scratch, job)) => {
                     let log = job.log_path.clone();
@@ -324,6 +347,7 @@ impl Run<'_, '_, '_, '_> {
                             material,
                             log,
                             previous,
+                            inputs: snapshot,
                         },
                     );
                 }
@@ -342,9 +366,14 @@ impl Run<'_, '_, '_, '_> {
         };
         let t = &self.planner.graph.targets[i];
         self.reporter.running(&t.name, false);
-        let result = match outcome {
-            Outcome::Success => publish::finish(self.planner, self.catalog, i, &job),
-            Outcome::Failed(why) => Err(Error::Build {
+        let mut restored = Vec::new();
+        let inputs_ok = inputs::check_after(self.planner, &t.name, &job.inputs, &mut restored);
+        self.report_repaired(&restored);
+        // A changed input fails the job whatever its outcome: nothing computed from it counts.
+        let result = match (inputs_ok, outcome) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Outcome::Success) => publish::finish(self.planner, self.catalog, i, &job),
+            (Ok(()), Outcome::Failed(why)) => Err(Error::Build {
                 target: t.name.clone(),
                 message: match publish::worker_error(&job.log, &t.name) {
                     Some(e) => format!("{e} (worker {why})"),
