@@ -3,7 +3,7 @@
 //! every axis (a `Name` axis may be left out when its section has one artifact). A matrix
 //! condition's own table overrides parameters only; its axes are the matrix's.
 
-use super::{valid_name, Builder, Condition};
+use super::{check_name, Builder, Condition};
 use crate::catalog::{Axis, AxisValues};
 use crate::error::Result;
 use crate::params::Value;
@@ -39,11 +39,14 @@ impl Builder<'_> {
                 }
                 continue;
             }
-            if !valid_name(name) {
-                return Err(self.sf.error(
-                    table.span(),
-                    format!("[conditions.{name}]: names must be letters, digits, `_`, `-` or `.`"),
-                ));
+            if let Some(why) = check_name(name)
+                .err()
+                .map(|w| format!("`{name}` {w}"))
+                .or_else(|| self.reserved(name))
+            {
+                return Err(self
+                    .sf
+                    .error(table.span(), format!("[conditions.{name}]: {why}")));
             }
             let required: Vec<String> = self
                 .shape
@@ -212,11 +215,12 @@ impl Builder<'_> {
                 .find(|(_, (a, _))| !matches!(a.values, AxisValues::Name { .. }))
                 .map(|(k, (_, v))| v[cursor[k]].1.clone())
                 .unwrap_or(m.span());
-            if !valid_name(&name) {
-                return Err(self.sf.error(
-                    name_span,
-                    format!("[matrix]: condition name {name:?} must be letters, digits, `_`, `-` or `.`"),
-                ));
+            if let Some(why) = check_name(&name)
+                .err()
+                .map(|w| format!("condition name `{name}` {w}"))
+                .or_else(|| self.reserved(&name))
+            {
+                return Err(self.sf.error(name_span, format!("[matrix]: {why}")));
             }
             if by_name.contains_key(&name) {
                 return Err(self.sf.error(

@@ -103,14 +103,39 @@ pub struct Graph {
     pub executor: Option<toml::Value>,
 }
 
-/// Whether a name may be a study, artifact or condition name.
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 100
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-        && !s.starts_with('.')
+/// The longest study, artifact or condition name.
+pub const MAX_NAME: usize = 100;
+
+/// Whether a name may be a study, artifact or condition name; if not, what is wrong with it, as
+/// the end of a sentence naming it ("`x` is empty").
+fn check_name(s: &str) -> std::result::Result<(), String> {
+    if s.is_empty() {
+        return Err("is empty".into());
+    }
+    let n = s.chars().count();
+    if n > MAX_NAME {
+        return Err(format!(
+            "is {n} characters; names are at most {MAX_NAME} characters"
+        ));
+    }
+    if s.starts_with('.') {
+        return Err("starts with `.`; names must not".into());
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "contains {c:?}; names must be letters, digits, `_`, `-` or `.`"
+        ));
+    }
+    Ok(())
 }
+
+/// Selectors and files of every study that a condition may not be named after (besides the
+/// shape's sections, kinds and summary, see [`Builder::reserved`]): a condition's outputs live
+/// in a directory of its name beside them, and its name is a selector.
+pub const RESERVED_NAMES: [&str; 3] = ["all", "logs", "study"];
 
 /// A parameter layer with positions, for resolution and "unused parameter" errors.
 struct Layer<'a> {
@@ -175,11 +200,8 @@ impl Graph {
     ) -> Result<Graph> {
         let raw = &sf.raw;
         let name = raw.study.name.get_ref().clone();
-        if !valid_name(&name) {
-            return Err(sf.error(
-                raw.study.name.span(),
-                format!("`study.name` {name:?} must be letters, digits, `_`, `-` or `.`"),
-            ));
+        if let Err(why) = check_name(&name) {
+            return Err(sf.error(raw.study.name.span(), format!("`study.name` {why}")));
         }
         let out_dir = Self::out_dir_of(sf)?;
         let mut b = Builder {
@@ -369,6 +391,24 @@ impl Graph {
 }
 
 impl Builder<'_> {
+    /// Why a condition may not be called `name`, if it may not: a name that is also a selector,
+    /// a kind or a top-level directory of the study (`report`, `model`, `all`, `logs`, ...).
+    fn reserved(&self, name: &str) -> Option<String> {
+        let mut names: Vec<&str> = RESERVED_NAMES.to_vec();
+        for sec in &self.shape.sections {
+            names.extend([sec.table, sec.kind]);
+        }
+        names.extend(self.shape.kinds.iter().map(|k| k.name));
+        names.extend(self.shape.summary.as_ref().map(|s| s.name));
+        names.contains(&name).then(|| {
+            format!(
+                "`{name}` is a reserved name (a selector, a kind or a directory of the study: \
+                 {}); choose another",
+                names.join(", ")
+            )
+        })
+    }
+
     fn push(&mut self, t: Target, span: Range<usize>) -> Result<usize> {
         if self.index.contains_key(&t.name) {
             return Err(self
