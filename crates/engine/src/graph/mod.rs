@@ -118,9 +118,6 @@ fn check_name(s: &str) -> std::result::Result<(), String> {
             "is {n} characters; names are at most {MAX_NAME} characters"
         ));
     }
-    if s.starts_with('.') {
-        return Err("starts with `.`; names must not".into());
-    }
     if let Some(c) = s
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
@@ -128,6 +125,9 @@ fn check_name(s: &str) -> std::result::Result<(), String> {
         return Err(format!(
             "contains {c:?}; names must be letters, digits, `_`, `-` or `.`"
         ));
+    }
+    if s.starts_with('.') {
+        return Err("starts with `.`; names must not".into());
     }
     Ok(())
 }
