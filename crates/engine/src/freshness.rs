@@ -115,11 +115,26 @@ impl<'a> Planner<'a> {
         if let Some(d) = self.source_digests.get(path) {
             return Ok(*d);
         }
-        if !path.is_file() {
+        // What is there, named for what it is: the key reads a regular file's bytes only.
+        let problem = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => None,
+            Ok(m) => Some(format!(
+                "is {}; a `{{ path = ... }}` input must be a regular file",
+                crate::filetype::describe(m.file_type())
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist".into()),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Some(
+                "cannot be resolved: it is a symbolic link loop (too many levels of symbolic \
+                 links)"
+                    .into(),
+            ),
+            Err(e) => Some(format!("cannot be read: {e}")),
+        };
+        if let Some(problem) = problem {
             return Err(Error::Build {
                 target: target.name.clone(),
                 message: format!(
-                    "input `{role}` file {} does not exist (declared in {})",
+                    "input `{role}` file {} {problem} (declared in {})",
                     path.display(),
                     self.graph.studyfile.display()
                 ),

@@ -208,19 +208,35 @@ impl KeyMaterial {
 /// Files at or above this size are hashed memory-mapped on several threads.
 const MMAP_THRESHOLD: u64 = 4 << 20;
 
-/// blake3 of a file's bytes.
+/// blake3 of a regular file's bytes. The file is opened without blocking and its open descriptor
+/// checked, so a FIFO or a device put there is refused, never read (nothing hangs).
 pub fn digest_file(path: &Path) -> Result<Digest> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut hasher = blake3::Hasher::new();
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::data(
+            path,
+            format!(
+                "is {}; expected a regular file",
+                crate::filetype::describe(meta.file_type())
+            ),
+        ));
+    }
+    let len = meta.len();
     if len >= MMAP_THRESHOLD {
         hasher
             .update_mmap_rayon(path)
             .map_err(|e| Error::io(path, e))?;
     } else {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        hasher.update(&bytes);
+        hasher
+            .update_reader(&file)
+            .map_err(|e| Error::io(path, e))?;
     }
     Ok(Digest(*hasher.finalize().as_bytes()))
 }
@@ -255,6 +271,14 @@ pub fn list_tree(dir: &Path) -> Result<Vec<String>> {
                 walk(root, &child, out)?;
             } else if ft.is_file() {
                 out.push(child);
+            } else {
+                return Err(Error::data(
+                    entry.path(),
+                    format!(
+                        "is {}; outputs may contain only regular files and directories",
+                        crate::filetype::describe(ft)
+                    ),
+                ));
             }
         }
         Ok(())

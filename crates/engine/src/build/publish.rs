@@ -33,14 +33,23 @@ pub(super) fn finish(
             out.display()
         ),
     })?;
-    if meta.is_dir() != t.output_is_dir || meta.file_type().is_symlink() {
+    let wrote_expected = if t.output_is_dir {
+        meta.is_dir()
+    } else {
+        meta.is_file()
+    };
+    if !wrote_expected {
         return Err(Error::Build {
             target: t.name.clone(),
             message: format!(
-                "the recipe wrote a {} but a {} was expected at {}",
-                if meta.is_dir() { "directory" } else { "file" },
-                if t.output_is_dir { "directory" } else { "file" },
-                out.display()
+                "the recipe wrote {} at {}; its output must be {}",
+                crate::filetype::describe(meta.file_type()),
+                out.display(),
+                if t.output_is_dir {
+                    "a directory"
+                } else {
+                    "a regular file"
+                }
             ),
         });
     }

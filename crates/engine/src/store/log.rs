@@ -12,6 +12,7 @@ use crate::key::Digest;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 /// One frame of the state log.
@@ -305,6 +306,7 @@ impl Store {
         let path = self.log_path();
         // A second handle without O_APPEND, so the write lands at the reserved offset.
         std::fs::OpenOptions::new()
+            .custom_flags(libc::O_NOFOLLOW)
             .write(true)
             .open(&path)
             .and_then(|f| f.write_all_at(&r.bytes, r.offset))
@@ -326,6 +328,7 @@ impl Store {
         let path = self.log_path();
         if self.log.is_none() {
             let mut f = std::fs::OpenOptions::new()
+                .custom_flags(libc::O_NOFOLLOW)
                 .create(true)
                 .append(true)
                 .open(&path)

@@ -86,10 +86,58 @@ pub struct Store {
     log: Option<File>,
 }
 
+/// The entries of the state directory and whether each is a directory.
+const STATE_ENTRIES: [(&str, bool); 5] = [
+    ("manifests", true),
+    ("cache", true),
+    ("tmp", true),
+    ("lock", false),
+    ("state.log", false),
+];
+
+/// Check the state directory `dir` (`<out>/.studymake`) and its fixed entries without following
+/// any link: a symbolic link there could make reclamation delete, or the lock overwrite, files
+/// outside the study, so a link (or an entry of the wrong type) is refused naming it. Missing
+/// entries are fine (they are created). Files are then opened with `O_NOFOLLOW`.
+pub fn check_state_dir(dir: &Path) -> Result<()> {
+    let entries = std::iter::once((dir.to_path_buf(), true))
+        .chain(STATE_ENTRIES.iter().map(|(n, d)| (dir.join(n), *d)));
+    for (path, want_dir) in entries {
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let ft = meta.file_type();
+        let message = if ft.is_symlink() {
+            "is a symbolic link; studymake never follows links inside its state directory (it \
+             could point outside the study). Remove it: studymake recreates it"
+                .to_string()
+        } else if want_dir && !ft.is_dir() {
+            format!(
+                "is {}, not a directory; studymake keeps its state there. Move it away \
+                 (studymake recreates the directory)",
+                crate::filetype::describe(ft)
+            )
+        } else if !want_dir && !ft.is_file() {
+            format!(
+                "is {}, not a regular file; studymake keeps its state there. Move it away \
+                 (studymake recreates the file)",
+                crate::filetype::describe(ft)
+            )
+        } else {
+            continue;
+        };
+        return Err(Error::State { path, message });
+    }
+    Ok(())
+}
+
 impl Store {
     /// Open (creating) the state directory of a study and replay its log.
     pub fn open(out_dir: &Path) -> Result<Store> {
         let dir = out_dir.join(".studymake");
+        check_state_dir(&dir)?;
         for sub in ["manifests", "cache", "tmp"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
