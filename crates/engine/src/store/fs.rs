@@ -43,6 +43,15 @@ pub fn write_replacing(path: &Path, bytes: &[u8], durable: bool, tmp_dir: &Path)
     Ok(())
 }
 
+/// The OS error alone, without the temp file's name that `tempfile` appends to it: messages
+/// name the file being written, never `.tmp-XXXXXX`.
+pub fn bare(e: std::io::Error) -> std::io::Error {
+    match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::from(e.kind()),
+    }
+}
+
 /// Write a file's new bytes into a temp file in `tmp_dir` without putting them in place yet:
 /// [`tempfile::NamedTempFile::persist`] to `path` publishes them; dropping it discards them.
 pub(super) fn write_staged(
@@ -59,9 +68,9 @@ pub(super) fn write_staged(
             tempfile::Builder::new()
                 .prefix(".tmp-")
                 .tempfile_in(dir)
-                .map_err(|e| Error::io(dir, e))?
+                .map_err(|e| Error::io(path, bare(e)))?
         }
-        Err(e) => return Err(Error::io(dir, e)),
+        Err(e) => return Err(Error::io(path, bare(e))),
     };
     // Errors name the file being written, not its temporary name.
     tmp.as_file_mut()

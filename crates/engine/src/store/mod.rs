@@ -28,7 +28,7 @@ mod log;
 mod manifest;
 mod publish;
 
-pub use fs::{copy_tree, remove_path, stat, write_atomic, write_replacing};
+pub use fs::{bare, copy_tree, remove_path, stat, write_atomic, write_replacing};
 pub use manifest::{file_entries, manifest_name, read_manifest, FileEntry, Identity, Manifest};
 
 use crate::error::{Error, Result};
@@ -214,7 +214,7 @@ impl Store {
         let d = tempfile::Builder::new()
             .prefix(&format!("{}-", target.replace('/', "~")))
             .tempdir_in(&base)
-            .map_err(|e| Error::io(&base, e))?;
+            .map_err(|e| Error::io(&base, bare(e)))?;
         Ok(d.keep())
     }
 
