@@ -37,6 +37,8 @@ pub enum Reason {
     OutputMissing(PathBuf),
     OutputModified(PathBuf),
     FailedLastTime(String),
+    ManifestMissing,
+    ManifestUnreadable(String),
 }
 
 impl fmt::Display for Reason {
@@ -64,6 +66,12 @@ impl fmt::Display for Reason {
             Reason::OutputMissing(p) => write!(f, "output missing: {}", p.display()),
             Reason::OutputModified(p) => write!(f, "output modified: {}", p.display()),
             Reason::FailedLastTime(m) => write!(f, "failed last time: {m}"),
+            Reason::ManifestMissing => {
+                write!(f, "manifest missing (the next build rewrites it)")
+            }
+            Reason::ManifestUnreadable(e) => {
+                write!(f, "manifest unreadable: {e} (the next build rewrites it)")
+            }
         }
     }
 }
@@ -72,6 +80,8 @@ impl fmt::Display for Reason {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     Fresh,
+    /// Fresh, but its manifest is missing or unreadable: rewrite it, build nothing.
+    RepairManifest,
     /// Its output for the current key is in the cache.
     Restore,
     Build,
@@ -209,8 +219,22 @@ impl<'a> Planner<'a> {
                             };
                             self.store.refresh(&t.name, rec2)?;
                         }
+                        // Fresh bytes; the manifest that describes them must be there too.
+                        let manifest = match self.store.manifest(&t.name) {
+                            Ok(Some(m)) if m.target == t.name && m.key == key => None,
+                            Ok(Some(_)) => Some(Reason::ManifestUnreadable(
+                                "it describes another target or key".into(),
+                            )),
+                            Ok(None) => Some(Reason::ManifestMissing),
+                            Err(e) => Some(Reason::ManifestUnreadable(e.to_string())),
+                        };
+                        reasons.extend(manifest);
                         return Ok(Assessment {
-                            action: Action::Fresh,
+                            action: if reasons.is_empty() {
+                                Action::Fresh
+                            } else {
+                                Action::RepairManifest
+                            },
                             reasons,
                             key: Some(key),
                             output: Some(output),

@@ -156,8 +156,27 @@ pub fn verify(
             missing_rows.push(row_of(t));
             continue;
         };
-        let Some(m) = store.manifest(&t.name)? else {
-            if std::fs::symlink_metadata(graph.output_path(i)).is_ok() {
+        // A damaged manifest is this target's finding; the audit goes on.
+        let m = match store.manifest(&t.name) {
+            Ok(m) => m,
+            Err(e) => {
+                add(
+                    Check::Integrity,
+                    format!("manifest unreadable ({e}); the next build rewrites it"),
+                );
+                continue;
+            }
+        };
+        let Some(m) = m else {
+            if store.record(&t.name).is_some() {
+                add(
+                    Check::Integrity,
+                    format!(
+                        "manifest {} missing; the next build rewrites it",
+                        store.manifest_path(&t.name).display()
+                    ),
+                );
+            } else if std::fs::symlink_metadata(graph.output_path(i)).is_ok() {
                 add(
                     Check::Integrity,
                     format!(

@@ -272,6 +272,23 @@ impl Run<'_, '_, '_, '_> {
                 self.summary.fresh += 1;
                 self.reporter.fresh(&t.name);
             }
+            Action::RepairManifest => {
+                let d = a.output.expect("fresh targets have an output digest");
+                let id = publish::identity(graph, i);
+                let rewritten = match self.planner.store.record(&t.name) {
+                    Some(rec) => self.planner.store.rewrite_manifest(&id, rec),
+                    None => Err(Error::Other(format!("internal: {} has no record", t.name))),
+                };
+                match rewritten {
+                    Err(e) => self.fail(i, &e.to_string(), None),
+                    Ok(()) => {
+                        self.done(i, d);
+                        self.summary.fresh += 1;
+                        self.reporter
+                            .event("repaired", &t.name, &join_reasons(&a.reasons));
+                    }
+                }
+            }
             Action::Restore => {
                 let dest = graph.output_path(i);
                 let id = publish::identity(graph, i);

@@ -161,6 +161,12 @@ fn write_stamp(planner: &Planner, selected: &[usize], context: &crate::key::Dige
         let Some(rec) = planner.store.record(&t.name) else {
             return crate::stamp::remove(&state_dir);
         };
+        // The manifest too: a deleted or rewritten one is repaired by the full check.
+        let manifest = planner.store.manifest_path(&t.name);
+        match crate::store::stat(&manifest) {
+            Ok(st) => paths.push((manifest, st)),
+            Err(_) => return crate::stamp::remove(&state_dir),
+        }
         let dest = graph.output_path(i);
         let mut dirs = std::collections::BTreeSet::new();
         for f in &rec.files {
