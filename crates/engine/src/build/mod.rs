@@ -237,6 +237,13 @@ impl Run<'_, '_, '_, '_> {
     fn assess(&mut self, i: usize) -> Result<()> {
         let graph = self.planner.graph;
         let t = &graph.targets[i];
+        // Its output and its log are written, renamed and deleted: only inside the study.
+        for p in [graph.output_path(i), log_path(graph, t)] {
+            if let Err(why) = crate::store::confined(&graph.out_dir, &p) {
+                self.fail(i, &why, None);
+                return Ok(());
+            }
+        }
         // Inputs outside the selection are read from the store (they must be fresh).
         for inp in &t.inputs {
             if let InputSource::Target(j) = inp.source {

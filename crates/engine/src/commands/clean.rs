@@ -6,30 +6,8 @@ use crate::build::log_path;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::lock::StudyLock;
-use crate::store::Store;
+use crate::store::{confined, Store};
 use std::path::{Path, PathBuf};
-
-/// Whether every component of `path` below `root` is a real directory (no symlink escapes).
-fn inside_study(root: &Path, path: &Path) -> bool {
-    let Ok(rel) = path.strip_prefix(root) else {
-        return false;
-    };
-    let mut cur = root.to_path_buf();
-    let comps: Vec<_> = rel.components().collect();
-    for (k, c) in comps.iter().enumerate() {
-        if !matches!(c, std::path::Component::Normal(_)) {
-            return false;
-        }
-        cur.push(c);
-        if k + 1 < comps.len() {
-            match std::fs::symlink_metadata(&cur) {
-                Ok(m) if m.file_type().is_symlink() => return false,
-                _ => {}
-            }
-        }
-    }
-    true
-}
 
 /// Remove exactly the files a target's record lists from its output `p` (`""` for a file
 /// output), then the directories that became empty; anything else is kept and added to `kept`.
@@ -119,11 +97,8 @@ pub fn clean(g: &Settings, catalog: &dyn Catalog, targets: &[String], cache: boo
     for i in chosen {
         let t = &graph.targets[i];
         let p = graph.output_path(i);
-        if !inside_study(&graph.out_dir, &p) {
-            eprintln!(
-                "studymake: not removing {} (it is not inside the study directory)",
-                p.display()
-            );
+        if let Err(why) = confined(&graph.out_dir, &p) {
+            eprintln!("studymake: not removing {}: {why}", p.display());
             continue;
         }
         if std::fs::symlink_metadata(&p).is_ok() {
@@ -141,7 +116,7 @@ pub fn clean(g: &Settings, catalog: &dyn Catalog, targets: &[String], cache: boo
             }
         }
         let log = log_path(graph, t);
-        if inside_study(&graph.out_dir, &log) {
+        if confined(&graph.out_dir, &log).is_ok() {
             crate::store::remove_path(&log)?;
         }
         store.forget(&t.name)?;

@@ -43,6 +43,45 @@ pub fn write_replacing(path: &Path, bytes: &[u8], durable: bool, tmp_dir: &Path)
     Ok(())
 }
 
+/// Whether `path` is confined to `root`: below `root`, through real directories only. `Err`
+/// says why not: a component that is a symbolic link (which could lead outside the study), or a
+/// path that is not below `root` at all. The last component may be anything (a rename replaces
+/// it, a link included, without following it); `root` itself may be a link (an output directory
+/// on a bigger disk). This is the one rule for every path the build and `clean` write, rename or
+/// delete. It is checked by path, so a link swapped in afterwards by another process is not seen.
+pub fn confined(root: &Path, path: &Path) -> std::result::Result<(), String> {
+    let outside = || {
+        format!(
+            "studymake writes, renames and deletes only inside the study directory, and {} is \
+             not inside the study directory",
+            path.display()
+        )
+    };
+    let Ok(rel) = path.strip_prefix(root) else {
+        return Err(outside());
+    };
+    let comps: Vec<_> = rel.components().collect();
+    let mut cur = root.to_path_buf();
+    for (k, c) in comps.iter().enumerate() {
+        if !matches!(c, std::path::Component::Normal(_)) {
+            return Err(outside());
+        }
+        cur.push(c);
+        if k + 1 < comps.len() {
+            if let Ok(m) = std::fs::symlink_metadata(&cur) {
+                if m.file_type().is_symlink() {
+                    return Err(format!(
+                        "{} is a symbolic link: {}; replace the link by a directory",
+                        cur.display(),
+                        outside()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The OS error alone, without the temp file's name that `tempfile` appends to it: messages
 /// name the file being written, never `.tmp-XXXXXX`.
 pub fn bare(e: std::io::Error) -> std::io::Error {

@@ -28,7 +28,7 @@ mod log;
 mod manifest;
 mod publish;
 
-pub use fs::{bare, copy_tree, remove_path, stat, write_atomic, write_replacing};
+pub use fs::{bare, confined, copy_tree, remove_path, stat, write_atomic, write_replacing};
 pub use manifest::{file_entries, manifest_name, read_manifest, FileEntry, Identity, Manifest};
 
 use crate::error::{Error, Result};
