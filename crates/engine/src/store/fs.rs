@@ -82,12 +82,24 @@ pub fn confined(root: &Path, path: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The OS error alone, without the temp file's name that `tempfile` appends to it: messages
-/// name the file being written, never `.tmp-XXXXXX`.
+/// The OS error alone, without the temp file's name that `tempfile` appends to its errors
+/// (`… at path "…/.tmp-XXXXXX"`, an error that no longer exposes its OS code): messages name the
+/// file being written, never its temporary name.
 pub fn bare(e: std::io::Error) -> std::io::Error {
-    match e.raw_os_error() {
+    if let Some(code) = e.raw_os_error() {
+        return std::io::Error::from_raw_os_error(code);
+    }
+    let text = e.to_string();
+    let text = text
+        .split_once(" at path ")
+        .map_or(text.as_str(), |(t, _)| t);
+    let code = text
+        .split_once("(os error ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(n, _)| n.parse::<i32>().ok());
+    match code {
         Some(code) => std::io::Error::from_raw_os_error(code),
-        None => std::io::Error::from(e.kind()),
+        None => std::io::Error::new(e.kind(), text.to_string()),
     }
 }
 

@@ -257,3 +257,17 @@ fn a_schema_1_log_is_read_and_upgraded() {
         .record("sources/a")
         .is_some());
 }
+
+/// A temp file that cannot be created is reported by its OS error alone, not tempfile's
+/// `at path ".../.tmp-XXXXXX"`.
+#[test]
+fn bare_drops_the_temp_files_name() {
+    let e = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in("/nonexistent/dir")
+        .unwrap_err();
+    assert!(e.to_string().contains(".tmp-"), "{e}");
+    let b = bare(e);
+    assert_eq!(b.raw_os_error(), Some(2), "{b}");
+    assert!(!b.to_string().contains(".tmp-"));
+}
