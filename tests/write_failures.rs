@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Run, Study, BIN};
+use common::{Immutable, Run, Study, BIN};
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -279,28 +279,6 @@ fn file_size_limit_in_the_recipe_fails_the_target_and_keeps_the_previous_output(
     s.run(&["-j1"]).ok();
     s.run(&["verify"]).ok();
     assert_eq!(std::fs::metadata(&model).unwrap().len(), 9 * 8192);
-}
-
-/// Makes a directory immutable (`chattr +i`: no entry can be created, removed or renamed in it,
-/// even by root) and undoes it when dropped.
-struct Immutable(PathBuf);
-
-impl Immutable {
-    fn set(dir: &Path) -> Option<Immutable> {
-        let ok = Command::new("chattr")
-            .arg("+i")
-            .arg(dir)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        ok.then(|| Immutable(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Immutable {
-    fn drop(&mut self) {
-        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
-    }
 }
 
 /// Read-only directories root cannot bypass: the condition directory (the output cannot be

@@ -37,6 +37,8 @@ pub enum Reason {
     OutputMissing(PathBuf),
     OutputModified(PathBuf),
     FailedLastTime(String),
+    ManifestMissing,
+    ManifestUnreadable(String),
 }
 
 impl fmt::Display for Reason {
@@ -64,6 +66,12 @@ impl fmt::Display for Reason {
             Reason::OutputMissing(p) => write!(f, "output missing: {}", p.display()),
             Reason::OutputModified(p) => write!(f, "output modified: {}", p.display()),
             Reason::FailedLastTime(m) => write!(f, "failed last time: {m}"),
+            Reason::ManifestMissing => {
+                write!(f, "manifest missing (the next build rewrites it)")
+            }
+            Reason::ManifestUnreadable(e) => {
+                write!(f, "manifest unreadable: {e} (the next build rewrites it)")
+            }
         }
     }
 }
@@ -72,6 +80,8 @@ impl fmt::Display for Reason {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     Fresh,
+    /// Fresh, but its manifest is missing or unreadable: rewrite it, build nothing.
+    RepairManifest,
     /// Its output for the current key is in the cache.
     Restore,
     Build,
@@ -115,11 +125,26 @@ impl<'a> Planner<'a> {
         if let Some(d) = self.source_digests.get(path) {
             return Ok(*d);
         }
-        if !path.is_file() {
+        // What is there, named for what it is: the key reads a regular file's bytes only.
+        let problem = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => None,
+            Ok(m) => Some(format!(
+                "is {}; a `{{ path = ... }}` input must be a regular file",
+                crate::filetype::describe(m.file_type())
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist".into()),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Some(
+                "cannot be resolved: it is a symbolic link loop (too many levels of symbolic \
+                 links)"
+                    .into(),
+            ),
+            Err(e) => Some(format!("cannot be read: {e}")),
+        };
+        if let Some(problem) = problem {
             return Err(Error::Build {
                 target: target.name.clone(),
                 message: format!(
-                    "input `{role}` file {} does not exist (declared in {})",
+                    "input `{role}` file {} {problem} (declared in {})",
                     path.display(),
                     self.graph.studyfile.display()
                 ),
@@ -157,12 +182,7 @@ impl<'a> Planner<'a> {
         if !unknown.is_empty() {
             return Ok(Err(unknown));
         }
-        Ok(Ok(KeyMaterial {
-            recipe: t.recipe.clone(),
-            output: output_form(t),
-            params: t.params.clone(),
-            inputs,
-        }))
+        Ok(Ok(key_material(self.graph, i, inputs)))
     }
 
     /// Decide what to do with target `i` given its key material.
@@ -199,8 +219,22 @@ impl<'a> Planner<'a> {
                             };
                             self.store.refresh(&t.name, rec2)?;
                         }
+                        // Fresh bytes; the manifest that describes them must be there too.
+                        let manifest = match self.store.manifest(&t.name) {
+                            Ok(Some(m)) if m.target == t.name && m.key == key => None,
+                            Ok(Some(_)) => Some(Reason::ManifestUnreadable(
+                                "it describes another target or key".into(),
+                            )),
+                            Ok(None) => Some(Reason::ManifestMissing),
+                            Err(e) => Some(Reason::ManifestUnreadable(e.to_string())),
+                        };
+                        reasons.extend(manifest);
                         return Ok(Assessment {
-                            action: Action::Fresh,
+                            action: if reasons.is_empty() {
+                                Action::Fresh
+                            } else {
+                                Action::RepairManifest
+                            },
                             reasons,
                             key: Some(key),
                             output: Some(output),
@@ -266,13 +300,7 @@ impl<'a> Planner<'a> {
                         .collect();
                     // Parameter and recipe changes are known even before inputs are.
                     if let Some(rec) = self.store.record(&self.graph.targets[i].name) {
-                        let t = &self.graph.targets[i];
-                        let partial = KeyMaterial {
-                            recipe: t.recipe.clone(),
-                            output: output_form(t),
-                            params: t.params.clone(),
-                            inputs: rec.material.inputs.clone(),
-                        };
+                        let partial = key_material(self.graph, i, rec.material.inputs.clone());
                         let mut d = diff(&rec.material, &partial);
                         d.append(&mut reasons);
                         reasons = d;
@@ -296,6 +324,19 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// The key material of target `i` of `graph` given its inputs' digests: the one constructor, so
+/// the build, the plan and `verify` cannot assemble it differently.
+pub fn key_material(graph: &Graph, i: usize, inputs: BTreeMap<String, Digest>) -> KeyMaterial {
+    let t = &graph.targets[i];
+    KeyMaterial {
+        recipe: t.recipe.clone(),
+        output: output_form(t),
+        params: t.params.clone(),
+        inputs,
+        bindings: graph.bindings(i),
+    }
+}
+
 pub fn output_form(t: &Target) -> String {
     if t.output_is_dir {
         "dir".into()
@@ -314,6 +355,19 @@ pub fn diff(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Reason> {
         out.push(Reason::RecipeChanged {
             old: old.recipe.to_string(),
             new: new.recipe.to_string(),
+        });
+    }
+    if old.bindings != new.bindings {
+        let show = |b: &BTreeMap<String, String>| {
+            if b.is_empty() {
+                return "no names or paths".to_string();
+            }
+            let parts: Vec<String> = b.iter().map(|(k, v)| format!("{{{k}}}={v}")).collect();
+            parts.join(", ")
+        };
+        out.push(Reason::RecipeChanged {
+            old: format!("the command given {}", show(&old.bindings)),
+            new: show(&new.bindings),
         });
     }
     let names: std::collections::BTreeSet<&String> =

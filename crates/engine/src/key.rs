@@ -15,10 +15,18 @@
 //!    its condition parameters (its seed) are always among them for a condition's targets, so
 //!    two conditions can never share an output by accident;
 //! 5. the **content digests of its inputs**, by role: the blake3 of an input file's bytes, or of a
-//!    directory's canonical listing (below). Never a path or a timestamp.
+//!    directory's canonical listing (below). Never a path or a timestamp;
+//! 6. the **bindings**: every other value an external command's argv is given, by placeholder:
+//!    `{target}` and `{condition}` (names), and `{input.ROLE}` as the input's path *relative to
+//!    the study directory*. What reaches the command line is in the key, by construction (key
+//!    schema 2): two targets whose commands differ only in a name they are told can never share
+//!    a key, so the cache never hands one target's bytes to another.
 //!
-//! **Kept out**, on purpose: absolute paths (moving or renaming the study keeps it fresh), the
-//! target's name and kind (identical work shares a cache entry), mtimes (touching a file changes
+//! **Kept out**, on purpose: absolute paths (moving or renaming the study keeps it fresh; input
+//! paths are bound study-relative), the target's name and kind *unless the command line is given
+//! them* (identical work of built-in recipes shares a cache entry), `{output}` and `{report}`
+//! (scratch paths, new on every run: a recipe whose bytes depend on them is non-deterministic,
+//! which the determinism rule below already excludes), mtimes (touching a file changes
 //! nothing; containers zero nanoseconds), thread counts, hostnames, user names, the studymake
 //! version (recipes carry their own versions), the profile's *name* (only the values it sets
 //! matter, so `--profile quick` and an equal `[params]` give equal keys).
@@ -28,9 +36,9 @@
 //! fixed-width integers. Integers and floats are distinct tags (`2` is not `2.0`); floats are
 //! their IEEE-754 bits; NaN and infinities are refused when the Studyfile is read. A test pins
 //! one known key of made-up material, and the study layer pins one of its own real keys; any change
-//! to the material or its encoding must update this essay, those tests and [`KEY_SCHEMA`]. (The
-//! engine's pin moved to made-up names when the engine stopped naming the science; the study's
-//! pin is the same key as before, so no key changed.)
+//! to the material or its encoding must update this essay, those tests and [`KEY_SCHEMA`]. (Key
+//! schema 2 added the bindings, item 6: every key changed once, and a state log of schema 1 is
+//! read and upgraded, each target explained as "an older key schema".)
 //!
 //! **Digests**: a file's digest is blake3 of its bytes. A directory's digest is blake3 over the
 //! sorted list of its regular files, each as (relative path with `/`, length-prefixed; the file's
@@ -53,7 +61,7 @@ use std::fmt;
 use std::path::Path;
 
 /// Version of the key material and its encoding.
-pub const KEY_SCHEMA: u32 = 1;
+pub const KEY_SCHEMA: u32 = 2;
 
 /// A 32-byte blake3 digest (of content, or of key material). Hex in JSON, bytes in binary.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -140,6 +148,9 @@ pub struct KeyMaterial {
     pub params: Params,
     /// Input role -> content digest.
     pub inputs: BTreeMap<String, Digest>,
+    /// Placeholder -> the value an external command's argv is given (item 6 of the essay).
+    #[serde(default)]
+    pub bindings: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -149,6 +160,7 @@ struct Encoded<'a> {
     output: &'a str,
     params: KeyParams<'a>,
     inputs: &'a BTreeMap<String, Digest>,
+    bindings: &'a BTreeMap<String, String>,
 }
 
 /// The parameters as a map of [`KeyValue`]s, in the order of their names (a `BTreeMap`'s own).
@@ -168,6 +180,7 @@ impl KeyMaterial {
             output: &self.output,
             params: KeyParams(&self.params),
             inputs: &self.inputs,
+            bindings: &self.bindings,
         }
     }
 
@@ -195,19 +208,35 @@ impl KeyMaterial {
 /// Files at or above this size are hashed memory-mapped on several threads.
 const MMAP_THRESHOLD: u64 = 4 << 20;
 
-/// blake3 of a file's bytes.
+/// blake3 of a regular file's bytes. The file is opened without blocking and its open descriptor
+/// checked, so a FIFO or a device put there is refused, never read (nothing hangs).
 pub fn digest_file(path: &Path) -> Result<Digest> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut hasher = blake3::Hasher::new();
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::data(
+            path,
+            format!(
+                "is {}; expected a regular file",
+                crate::filetype::describe(meta.file_type())
+            ),
+        ));
+    }
+    let len = meta.len();
     if len >= MMAP_THRESHOLD {
         hasher
             .update_mmap_rayon(path)
             .map_err(|e| Error::io(path, e))?;
     } else {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        hasher.update(&bytes);
+        hasher
+            .update_reader(&file)
+            .map_err(|e| Error::io(path, e))?;
     }
     Ok(Digest(*hasher.finalize().as_bytes()))
 }
@@ -242,6 +271,14 @@ pub fn list_tree(dir: &Path) -> Result<Vec<String>> {
                 walk(root, &child, out)?;
             } else if ft.is_file() {
                 out.push(child);
+            } else {
+                return Err(Error::data(
+                    entry.path(),
+                    format!(
+                        "is {}; outputs may contain only regular files and directories",
+                        crate::filetype::describe(ft)
+                    ),
+                ));
             }
         }
         Ok(())
@@ -304,6 +341,7 @@ mod tests {
             output: "npz".into(),
             params,
             inputs,
+            bindings: BTreeMap::new(),
         }
     }
 
@@ -312,7 +350,7 @@ mod tests {
     fn known_key_is_pinned() {
         assert_eq!(
             material().key().hex(),
-            "d0939e4bb886ae4d12f663a0348a55cb26c4b1baeb410a72b2a9c82a6387461a"
+            "4e7dd0a3ab861a37856b0a88538d1b8d04dcf955002aca2dddefb19f458e4ce7"
         );
     }
 
@@ -337,6 +375,12 @@ mod tests {
         let mut m = material();
         m.output = "dir".into();
         assert_ne!(m.key(), base);
+        let mut m = material();
+        m.bindings.insert("condition".into(), "a".into());
+        assert_ne!(m.key(), base, "a name the command is given is in the key");
+        let mut b = material();
+        b.bindings.insert("condition".into(), "b".into());
+        assert_ne!(m.key(), b.key());
         assert_eq!(
             material().key(),
             base,

@@ -12,7 +12,8 @@
 //! * building: [`build`] (the scheduler, preparing jobs, publishing), [`job`] (the contract with
 //!   a worker), [`executor`] (local, external commands, Slurm), [`store`] (state log, manifests,
 //!   cache), [`lock`], [`progress`];
-//! * [`verify`] (the audit), [`commands`] (what the command line runs), [`error`], and [`sys`],
+//! * [`verify`] (the audit), [`commands`] (what the command line runs), [`error`], [`filetype`]
+//!   (file types in words), and [`sys`],
 //!   the engine's only unsafe code.
 
 pub mod build;
@@ -20,6 +21,7 @@ pub mod catalog;
 pub mod commands;
 pub mod error;
 pub mod executor;
+pub mod filetype;
 pub mod freshness;
 pub mod graph;
 pub mod job;

@@ -16,9 +16,12 @@ impl StudyLock {
     /// Take the lock of the state directory `dir`. Without `wait`, fail at once naming the holder;
     /// with `wait`, print who holds it and block until it is free.
     pub fn acquire(dir: &Path, wait: bool) -> Result<StudyLock> {
+        use std::os::unix::fs::OpenOptionsExt;
+        crate::store::check_state_dir(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let path = dir.join("lock");
         let mut file = std::fs::OpenOptions::new()
+            .custom_flags(libc::O_NOFOLLOW)
             .read(true)
             .write(true)
             .create(true)

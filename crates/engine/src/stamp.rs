@@ -137,9 +137,8 @@ pub fn write(
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(state_dir)
-        .map_err(|e| Error::io(state_dir, e))?;
-    tmp.write_all(&bytes)
-        .map_err(|e| Error::io(tmp.path(), e))?;
+        .map_err(|e| Error::io(&path, crate::store::bare(e)))?;
+    tmp.write_all(&bytes).map_err(|e| Error::io(&path, e))?;
     tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
     Ok(())
 }

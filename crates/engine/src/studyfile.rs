@@ -56,6 +56,14 @@ impl RawStudyfile {
 }
 
 /// The engine's top-level tables; the study's sections come between `profiles` and `matrix`.
+/// The largest Studyfile read: 16 MiB (the largest benchmarked study's is under 1 MiB). A larger
+/// file, or a device, is refused before it is read.
+pub const MAX_STUDYFILE_BYTES: u64 = 16 << 20;
+
+/// The most targets a study may expand to (the largest benchmarked study has 4,005; each
+/// target costs a few KB of memory). Counted before the conditions' targets are expanded.
+pub const MAX_TARGETS: usize = 250_000;
+
 const ENGINE_TABLES: [&str; 7] = [
     "study",
     "params",
@@ -252,7 +260,41 @@ impl<'de> Deserialize<'de> for MatrixValue {
 impl Studyfile {
     /// Read and parse a Studyfile of a study of this shape.
     pub fn load(path: &Path, shape: &Shape) -> Result<Studyfile> {
-        let source = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        use std::io::Read;
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let meta = f.metadata().map_err(|e| Error::io(path, e))?;
+        let ft = meta.file_type();
+        // A pipe is read (bounded); a device or a directory is not a Studyfile.
+        if !ft.is_file() && !std::os::unix::fs::FileTypeExt::is_fifo(&ft) {
+            return Err(Error::Usage(format!(
+                "{}: not a regular file ({}); a Studyfile is a TOML file",
+                path.display(),
+                crate::filetype::describe(ft)
+            )));
+        }
+        let too_big = |size: String| {
+            Error::Usage(format!(
+                "{}: {size}; a Studyfile may be at most {} MiB (the limit on its size)",
+                path.display(),
+                MAX_STUDYFILE_BYTES >> 20
+            ))
+        };
+        if meta.len() > MAX_STUDYFILE_BYTES {
+            return Err(too_big(format!("{:.1} MiB", meta.len() as f64 / 1048576.0)));
+        }
+        let mut bytes = Vec::new();
+        f.take(MAX_STUDYFILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(path, e))?;
+        if bytes.len() as u64 > MAX_STUDYFILE_BYTES {
+            return Err(too_big("more than that".into()));
+        }
+        let source = String::from_utf8(bytes).map_err(|_| {
+            Error::Usage(format!(
+                "{}: not UTF-8 text; a Studyfile is a TOML file",
+                path.display()
+            ))
+        })?;
         Self::parse(path, source, shape)
     }
 

@@ -8,9 +8,9 @@
 
 use crate::catalog::{Catalog, ConditionParams};
 use crate::error::Result;
-use crate::freshness::{diff, output_form};
+use crate::freshness::{diff, key_material};
 use crate::graph::{Graph, InputSource, Target};
-use crate::key::{Digest, KeyMaterial};
+use crate::key::Digest;
 use crate::store::{Manifest, Store};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -156,8 +156,27 @@ pub fn verify(
             missing_rows.push(row_of(t));
             continue;
         };
-        let Some(m) = store.manifest(&t.name)? else {
-            if std::fs::symlink_metadata(graph.output_path(i)).is_ok() {
+        // A damaged manifest is this target's finding; the audit goes on.
+        let m = match store.manifest(&t.name) {
+            Ok(m) => m,
+            Err(e) => {
+                add(
+                    Check::Integrity,
+                    format!("manifest unreadable ({e}); the next build rewrites it"),
+                );
+                continue;
+            }
+        };
+        let Some(m) = m else {
+            if store.record(&t.name).is_some() {
+                add(
+                    Check::Integrity,
+                    format!(
+                        "manifest {} missing; the next build rewrites it",
+                        store.manifest_path(&t.name).display()
+                    ),
+                );
+            } else if std::fs::symlink_metadata(graph.output_path(i)).is_ok() {
                 add(
                     Check::Integrity,
                     format!(
@@ -308,17 +327,7 @@ pub fn verify(
 
         // Freshness: the key of the current Studyfile and current input bytes.
         if inputs_known {
-            let material = KeyMaterial {
-                recipe: m.material.recipe.clone(),
-                output: m.material.output.clone(),
-                params: t.params.clone(),
-                inputs,
-            };
-            let material = KeyMaterial {
-                recipe: t.recipe.clone(),
-                output: output_form(t),
-                ..material
-            };
+            let material = key_material(graph, i, inputs);
             if material.key() != m.key {
                 let reasons: Vec<String> = diff(&m.material, &material)
                     .iter()

@@ -168,8 +168,8 @@ mod tests {
     use studymake_engine::recipe::Recipe;
 
     /// One real key of this study, pinned: the engine's key design (see its `key` module)
-    /// applied to a dataset's material. It is the key the engine pinned before it stopped naming
-    /// the science, so moving the study out of the engine changed no key.
+    /// applied to a dataset's material. Key schema 2 (bindings, empty for a built-in recipe)
+    /// moved it from `872bc2cc…`, the key of schema 1.
     #[test]
     fn a_dataset_key_is_pinned() {
         let mut params = Params::new();
@@ -186,10 +186,11 @@ mod tests {
             output: "npz".into(),
             params,
             inputs,
+            bindings: BTreeMap::new(),
         };
         assert_eq!(
             m.key().hex(),
-            "872bc2ccb004d36b521de30b6105a16ef36caed4479ab003c07dff39c18bb50c"
+            "b58ae46c6bd82b6839979a4fd69eb402bb08f8aa888bab916f75bbf2194331fd"
         );
     }
 

@@ -4,6 +4,7 @@
 //! checked against the declaration and published ([`publish`]). A failure skips what depends on
 //! it and, without `-k`, stops the build; Ctrl-C cancels the running jobs.
 
+mod inputs;
 mod prepare;
 mod publish;
 
@@ -60,6 +61,8 @@ struct Running {
     material: KeyMaterial,
     log: PathBuf,
     previous: Option<Digest>,
+    /// The inputs as its key names them, checked again when the job has ended.
+    inputs: Vec<inputs::Snapshot>,
 }
 
 /// Path of a target's log file.
@@ -173,6 +176,14 @@ impl Run<'_, '_, '_, '_> {
         self.stop |= !self.opts.keep_going;
     }
 
+    /// Say which published inputs were restored because a job changed them.
+    fn report_repaired(&mut self, restored: &[String]) {
+        for name in restored {
+            self.reporter
+                .event("restored", name, "from the cache: a job changed it");
+        }
+    }
+
     /// Target `i` is settled with output digest `d`.
     fn done(&mut self, i: usize, d: Digest) {
         self.known.insert(i, d);
@@ -226,6 +237,13 @@ impl Run<'_, '_, '_, '_> {
     fn assess(&mut self, i: usize) -> Result<()> {
         let graph = self.planner.graph;
         let t = &graph.targets[i];
+        // Its output and its log are written, renamed and deleted: only inside the study.
+        for p in [graph.output_path(i), log_path(graph, t)] {
+            if let Err(why) = crate::store::confined(&graph.out_dir, &p) {
+                self.fail(i, &why, None);
+                return Ok(());
+            }
+        }
         // Inputs outside the selection are read from the store (they must be fresh).
         for inp in &t.inputs {
             if let InputSource::Target(j) = inp.source {
@@ -261,9 +279,27 @@ impl Run<'_, '_, '_, '_> {
                 self.summary.fresh += 1;
                 self.reporter.fresh(&t.name);
             }
+            Action::RepairManifest => {
+                let d = a.output.expect("fresh targets have an output digest");
+                let id = publish::identity(graph, i);
+                let rewritten = match self.planner.store.record(&t.name) {
+                    Some(rec) => self.planner.store.rewrite_manifest(&id, rec),
+                    None => Err(Error::Other(format!("internal: {} has no record", t.name))),
+                };
+                match rewritten {
+                    Err(e) => self.fail(i, &e.to_string(), None),
+                    Ok(()) => {
+                        self.done(i, d);
+                        self.summary.fresh += 1;
+                        self.reporter
+                            .event("repaired", &t.name, &join_reasons(&a.reasons));
+                    }
+                }
+            }
             Action::Restore => {
                 let dest = graph.output_path(i);
-                match self.planner.store.restore(&key, &dest, &t.name) {
+                let id = publish::identity(graph, i);
+                match self.planner.store.restore(&key, &dest, &id) {
                     // A failed write (disk full, read-only) fails this target only; the
                     // previous output stays in place.
                     Err(e) => self.fail(i, &e.to_string(), None),
@@ -300,6 +336,18 @@ impl Run<'_, '_, '_, '_> {
             let t = &self.planner.graph.targets[i];
             let previous = self.planner.store.record(&t.name).map(|r| r.output);
             let direct = self.executor.runs_commands_directly();
+            let mut restored = Vec::new();
+            let checked = inputs::snapshot(self.planner, i, &material).and_then(|snap| {
+                inputs::check_before(self.planner, &t.name, &snap, &mut restored).map(|()| snap)
+            });
+            self.report_repaired(&restored);
+            let snapshot = match checked {
+                Ok(s) => s,
+                Err(e) => {
+                    self.fail(i, &e.to_string(), None);
+                    continue;
+                }
+            };
             match prepare::prepare(self.planner, i, self.opts, &self.cwd, direct) {
                 Ok((spec, scratch, job)) => {
                     let log = job.log_path.clone();
@@ -323,6 +371,7 @@ impl Run<'_, '_, '_, '_> {
                             material,
                             log,
                             previous,
+                            inputs: snapshot,
                         },
                     );
                 }
@@ -341,9 +390,14 @@ impl Run<'_, '_, '_, '_> {
         };
         let t = &self.planner.graph.targets[i];
         self.reporter.running(&t.name, false);
-        let result = match outcome {
-            Outcome::Success => publish::finish(self.planner, self.catalog, i, &job),
-            Outcome::Failed(why) => Err(Error::Build {
+        let mut restored = Vec::new();
+        let inputs_ok = inputs::check_after(self.planner, &t.name, &job.inputs, &mut restored);
+        self.report_repaired(&restored);
+        // A changed input fails the job whatever its outcome: nothing computed from it counts.
+        let result = match (inputs_ok, outcome) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Outcome::Success) => publish::finish(self.planner, self.catalog, i, &job),
+            (Ok(()), Outcome::Failed(why)) => Err(Error::Build {
                 target: t.name.clone(),
                 message: match publish::worker_error(&job.log, &t.name) {
                     Some(e) => format!("{e} (worker {why})"),

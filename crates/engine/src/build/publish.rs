@@ -6,12 +6,12 @@
 use crate::catalog::{Catalog, Fact};
 use crate::error::{Error, Result};
 use crate::freshness::Planner;
-use crate::graph::{InputSource, Target};
+use crate::graph::{Graph, InputSource, Target};
 use crate::job::WorkerReport;
 use crate::key::Digest;
 use crate::params::{Params, Value};
 use crate::recipe::Recipe;
-use crate::store::{Manifest, Store, STATE_SCHEMA};
+use crate::store::{Identity, Manifest, Store, STATE_SCHEMA};
 use std::path::Path;
 
 use super::Running;
@@ -33,14 +33,23 @@ pub(super) fn finish(
             out.display()
         ),
     })?;
-    if meta.is_dir() != t.output_is_dir || meta.file_type().is_symlink() {
+    let wrote_expected = if t.output_is_dir {
+        meta.is_dir()
+    } else {
+        meta.is_file()
+    };
+    if !wrote_expected {
         return Err(Error::Build {
             target: t.name.clone(),
             message: format!(
-                "the recipe wrote a {} but a {} was expected at {}",
-                if meta.is_dir() { "directory" } else { "file" },
-                if t.output_is_dir { "directory" } else { "file" },
-                out.display()
+                "the recipe wrote {} at {}; its output must be {}",
+                crate::filetype::describe(meta.file_type()),
+                out.display(),
+                if t.output_is_dir {
+                    "a directory"
+                } else {
+                    "a regular file"
+                }
             ),
         });
     }
@@ -68,14 +77,39 @@ pub(super) fn finish(
     check_reported(t, &structural, &report.params, &facts)?;
     let inspected: Params = facts.into_iter().map(|f| (f.label, f.value)).collect();
     let (digest, files) = Store::hash_output(out)?;
+    let id = identity(graph, i);
     let manifest = Manifest {
         schema: STATE_SCHEMA,
         studymake: env!("CARGO_PKG_VERSION").into(),
+        target: id.target,
+        kind: id.kind,
+        condition: id.condition,
+        key: run.key,
+        material: run.material.clone(),
+        input_sources: id.input_sources,
+        reported: report.params,
+        inspected,
+        output_path: id.output_path,
+        output_digest: digest,
+        files: crate::store::file_entries(&files),
+        started_unix: run.started_unix,
+        seconds: run.started.elapsed().as_secs_f64(),
+    };
+    let rec = planner
+        .store
+        .publish(out, &graph.output_path(i), &manifest)?;
+    let _ = &run.log;
+    Ok(rec.output)
+}
+
+/// Target `i`'s identity in its manifest: its name, kind, condition, where each input comes
+/// from, its output path. A restore writes the restoring target's own (see [`Identity`]).
+pub(super) fn identity(graph: &Graph, i: usize) -> Identity {
+    let t = &graph.targets[i];
+    Identity {
         target: t.name.clone(),
         kind: t.kind.clone(),
         condition: t.condition.clone(),
-        key: run.key,
-        material: run.material.clone(),
         input_sources: t
             .inputs
             .iter()
@@ -87,19 +121,8 @@ pub(super) fn finish(
                 (inp.role.clone(), s)
             })
             .collect(),
-        reported: report.params,
-        inspected,
         output_path: t.output.to_string_lossy().into_owned(),
-        output_digest: digest,
-        files: crate::store::file_entries(&files),
-        started_unix: run.started_unix,
-        seconds: run.started.elapsed().as_secs_f64(),
-    };
-    let rec = planner
-        .store
-        .publish(out, &graph.output_path(i), &manifest)?;
-    let _ = &run.log;
-    Ok(rec.output)
+    }
 }
 
 /// Compare what a worker reports, and the facts read back from its output, with the declared

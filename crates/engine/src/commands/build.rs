@@ -124,7 +124,11 @@ fn run(
     }
     let total = selected.len();
     if s.failed == 0 {
-        write_stamp(&planner, &selected, context)?;
+        // The stamp is a shortcut for the next run: a build that did its work does not fail
+        // over it.
+        if let Err(e) = write_stamp(&planner, &selected, context) {
+            eprintln!("studymake: warning: {e}; the next run does the full check");
+        }
     }
     // As for the graph: the process exit frees the replayed state at no cost.
     std::mem::forget(planner);
@@ -157,6 +161,12 @@ fn write_stamp(planner: &Planner, selected: &[usize], context: &crate::key::Dige
         let Some(rec) = planner.store.record(&t.name) else {
             return crate::stamp::remove(&state_dir);
         };
+        // The manifest too: a deleted or rewritten one is repaired by the full check.
+        let manifest = planner.store.manifest_path(&t.name);
+        match crate::store::stat(&manifest) {
+            Ok(st) => paths.push((manifest, st)),
+            Err(_) => return crate::stamp::remove(&state_dir),
+        }
         let dest = graph.output_path(i);
         let mut dirs = std::collections::BTreeSet::new();
         for f in &rec.files {

@@ -31,6 +31,9 @@ pub fn dry_run(g: &Settings, catalog: &dyn Catalog, targets: &[String]) -> Resul
         let reasons: Vec<String> = a.reasons.iter().map(|r| r.to_string()).collect();
         match a.action {
             Action::Fresh => {}
+            Action::RepairManifest => {
+                println!("would repair {}: {}", t.name, reasons.join("; "));
+            }
             Action::Restore => {
                 r += 1;
                 println!(
@@ -129,6 +132,7 @@ pub fn explain(g: &Settings, catalog: &dyn Catalog, target: &str) -> Result<i32>
         match a.action {
             Action::Fresh => println!("{} is fresh{key}: its key matches the record and its outputs are the recorded bytes", t.name),
             Action::Restore => println!("{} is stale{key}, and its output for this key is in the cache:", t.name),
+            Action::RepairManifest => println!("{} is fresh{key}, but its manifest must be rewritten:", t.name),
             Action::Build => println!("{} is stale{key}:", t.name),
         }
         for r in &a.reasons {

@@ -1,6 +1,8 @@
-//! The local executor: each job's worker (or external command) is a child process of this
-//! studymake, in its own process group, with a cleared environment and its output in the
-//! target's log; it dies with studymake.
+//! The local executor: each job's worker (or external command) runs under its own supervisor
+//! ([`super::supervise`]), a child process of this studymake in its own process group, with a
+//! cleared environment and its output in the target's log. A job is done when its supervisor
+//! has exited, which is after every process the job started has ended; the supervisor and its
+//! whole tree die with studymake.
 
 use super::{describe_status, local_worker_argv, worker_argv, worker_env, Executor, Job, Outcome};
 use crate::error::{Error, Result};
@@ -43,6 +45,12 @@ impl Executor for LocalExecutor {
             Some(d) => d.argv.clone(),
             None => local_worker_argv(&job)?,
         };
+        let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
+        let exe = if std::path::Path::new("/proc/self/exe").exists() {
+            std::path::PathBuf::from("/proc/self/exe")
+        } else {
+            exe
+        };
         if let Some(dir) = job.log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
@@ -54,8 +62,9 @@ impl Executor for LocalExecutor {
                 .map_err(|e| Error::io(&job.log_path, e))?;
         }
         let log2 = log.try_clone().map_err(|e| Error::io(&job.log_path, e))?;
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..])
+        let mut cmd = Command::new(&exe);
+        cmd.arg(super::supervise::SUBCOMMAND)
+            .args(&argv)
             .current_dir(&job.cwd)
             .env_clear()
             .envs(worker_env(job.threads))
@@ -65,13 +74,13 @@ impl Executor for LocalExecutor {
         if let Some(d) = &job.direct {
             cmd.envs(d.env.iter().map(|(k, v)| (k, v)));
         }
-        crate::sys::isolate(&mut cmd);
+        crate::sys::supervised(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| match &job.direct {
             Some(_) => Error::Build {
                 target: job.target.clone(),
-                message: format!("could not start `{}`: {e}", argv[0]),
+                message: format!("could not start its supervisor (`{}`): {e}", exe.display()),
             },
-            None => Error::io(&argv[0], e),
+            None => Error::io(&exe, e),
         })?;
         self.pids.insert(job.index, child.id());
         let tx = self.tx.clone();

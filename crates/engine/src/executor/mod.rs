@@ -6,6 +6,7 @@
 pub mod command;
 pub mod local;
 pub mod slurm;
+pub mod supervise;
 
 pub use command::{command_env, log_header, run_command, substitute};
 pub use local::LocalExecutor;

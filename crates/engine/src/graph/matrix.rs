@@ -3,11 +3,11 @@
 //! every axis (a `Name` axis may be left out when its section has one artifact). A matrix
 //! condition's own table overrides parameters only; its axes are the matrix's.
 
-use super::{valid_name, Builder, Condition};
+use super::{check_name, Builder, Condition};
 use crate::catalog::{Axis, AxisValues};
 use crate::error::Result;
 use crate::params::Value;
-use crate::studyfile::{did_you_mean, MatrixValue};
+use crate::studyfile::{did_you_mean, MatrixValue, MAX_TARGETS};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use toml::Spanned;
@@ -16,6 +16,38 @@ use toml::Spanned;
 type Positioned = (Value, Range<usize>);
 
 impl Builder<'_> {
+    /// Refuse a study of more than [`MAX_TARGETS`] targets once it has `conditions` conditions,
+    /// before their targets are expanded; `span` is what declares them.
+    pub(super) fn check_target_count(&self, conditions: usize, span: Range<usize>) -> Result<()> {
+        let total = conditions
+            .saturating_mul(self.shape.kinds.len())
+            .saturating_add(self.targets.len())
+            .saturating_add(usize::from(self.shape.summary.is_some()));
+        if total <= MAX_TARGETS {
+            return Ok(());
+        }
+        let grouped = |n: usize| {
+            let s = n.to_string();
+            let mut out = String::new();
+            for (k, c) in s.chars().enumerate() {
+                if k > 0 && (s.len() - k).is_multiple_of(3) {
+                    out.push(',');
+                }
+                out.push(c);
+            }
+            out
+        };
+        Err(self.sf.error(
+            span,
+            format!(
+                "the study declares {} targets ({} conditions); the limit is {} targets",
+                grouped(total),
+                grouped(conditions),
+                grouped(MAX_TARGETS)
+            ),
+        ))
+    }
+
     pub(super) fn conditions(&mut self) -> Result<Vec<Condition>> {
         let raw = &self.sf.raw;
         let mut out: Vec<Condition> = Vec::new();
@@ -39,11 +71,14 @@ impl Builder<'_> {
                 }
                 continue;
             }
-            if !valid_name(name) {
-                return Err(self.sf.error(
-                    table.span(),
-                    format!("[conditions.{name}]: names must be letters, digits, `_`, `-` or `.`"),
-                ));
+            if let Some(why) = check_name(name)
+                .err()
+                .map(|w| format!("`{name}` {w}"))
+                .or_else(|| self.reserved(name))
+            {
+                return Err(self
+                    .sf
+                    .error(table.span(), format!("[conditions.{name}]: {why}")));
             }
             let required: Vec<String> = self
                 .shape
@@ -76,6 +111,7 @@ impl Builder<'_> {
                 };
                 axes.insert(axis.name.to_string(), value);
             }
+            self.check_target_count(out.len() + 1, table.span())?;
             out.push(Condition {
                 name: name.clone(),
                 axes,
@@ -190,6 +226,10 @@ impl Builder<'_> {
                 ),
             ));
         }
+        let cells = lists
+            .iter()
+            .fold(1usize, |n, (_, v)| n.saturating_mul(v.len()));
+        self.check_target_count(cells, m.span())?;
         // Every combination, the first axis varying slowest.
         let mut cursor = vec![0usize; lists.len()];
         'cells: loop {
@@ -212,11 +252,12 @@ impl Builder<'_> {
                 .find(|(_, (a, _))| !matches!(a.values, AxisValues::Name { .. }))
                 .map(|(k, (_, v))| v[cursor[k]].1.clone())
                 .unwrap_or(m.span());
-            if !valid_name(&name) {
-                return Err(self.sf.error(
-                    name_span,
-                    format!("[matrix]: condition name {name:?} must be letters, digits, `_`, `-` or `.`"),
-                ));
+            if let Some(why) = check_name(&name)
+                .err()
+                .map(|w| format!("condition name `{name}` {w}"))
+                .or_else(|| self.reserved(&name))
+            {
+                return Err(self.sf.error(name_span, format!("[matrix]: {why}")));
             }
             if by_name.contains_key(&name) {
                 return Err(self.sf.error(

@@ -103,14 +103,39 @@ pub struct Graph {
     pub executor: Option<toml::Value>,
 }
 
-/// Whether a name may be a study, artifact or condition name.
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 100
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-        && !s.starts_with('.')
+/// The longest study, artifact or condition name.
+pub const MAX_NAME: usize = 100;
+
+/// Whether a name may be a study, artifact or condition name; if not, what is wrong with it, as
+/// the end of a sentence naming it ("`x` is empty").
+fn check_name(s: &str) -> std::result::Result<(), String> {
+    if s.is_empty() {
+        return Err("is empty".into());
+    }
+    let n = s.chars().count();
+    if n > MAX_NAME {
+        return Err(format!(
+            "is {n} characters; names are at most {MAX_NAME} characters"
+        ));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "contains {c:?}; names must be letters, digits, `_`, `-` or `.`"
+        ));
+    }
+    if s.starts_with('.') {
+        return Err("starts with `.`; names must not".into());
+    }
+    Ok(())
 }
+
+/// Selectors and files of every study that a condition may not be named after (besides the
+/// shape's sections, kinds and summary, see [`Builder::reserved`]): a condition's outputs live
+/// in a directory of its name beside them, and its name is a selector.
+pub const RESERVED_NAMES: [&str; 3] = ["all", "logs", "study"];
 
 /// A parameter layer with positions, for resolution and "unused parameter" errors.
 struct Layer<'a> {
@@ -175,11 +200,8 @@ impl Graph {
     ) -> Result<Graph> {
         let raw = &sf.raw;
         let name = raw.study.name.get_ref().clone();
-        if !valid_name(&name) {
-            return Err(sf.error(
-                raw.study.name.span(),
-                format!("`study.name` {name:?} must be letters, digits, `_`, `-` or `.`"),
-            ));
+        if let Err(why) = check_name(&name) {
+            return Err(sf.error(raw.study.name.span(), format!("`study.name` {why}")));
         }
         let out_dir = Self::out_dir_of(sf)?;
         let mut b = Builder {
@@ -228,13 +250,37 @@ impl Graph {
     /// Accepts `all`, a target name, a condition name, a section's table name (`sources`), or a
     /// kind (`fit` = every condition's fit).
     pub fn select(&self, names: &[String]) -> Result<Vec<usize>> {
-        let mut wanted = BTreeSet::new();
         let names: Vec<String> = if names.is_empty() {
             vec!["all".into()]
         } else {
             names.to_vec()
         };
-        for n in &names {
+        let mut wanted = self.matches(&names)?;
+        // Close over inputs.
+        let mut stack: Vec<usize> = wanted.iter().copied().collect();
+        while let Some(i) = stack.pop() {
+            for inp in &self.targets[i].inputs {
+                if let InputSource::Target(j) = inp.source {
+                    if wanted.insert(j) {
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        Ok(self
+            .order
+            .iter()
+            .copied()
+            .filter(|i| wanted.contains(i))
+            .collect())
+    }
+
+    /// The targets the selectors `names` denote, without their inputs: the one parser of
+    /// selectors (`all`, a target, a condition, a kind, a group such as `probes`, any of them
+    /// with a trailing `/`), shared by the build and `clean`.
+    pub fn matches(&self, names: &[String]) -> Result<BTreeSet<usize>> {
+        let mut wanted = BTreeSet::new();
+        for n in names {
             let n = n.trim_end_matches('/');
             let hits: Vec<usize> = if n == "all" {
                 (0..self.targets.len()).collect()
@@ -266,23 +312,7 @@ impl Graph {
             };
             wanted.extend(hits);
         }
-        // Close over inputs.
-        let mut stack: Vec<usize> = wanted.iter().copied().collect();
-        while let Some(i) = stack.pop() {
-            for inp in &self.targets[i].inputs {
-                if let InputSource::Target(j) = inp.source {
-                    if wanted.insert(j) {
-                        stack.push(j);
-                    }
-                }
-            }
-        }
-        Ok(self
-            .order
-            .iter()
-            .copied()
-            .filter(|i| wanted.contains(i))
-            .collect())
+        Ok(wanted)
     }
 
     /// Indices of the targets that read `i`'s output.
@@ -304,6 +334,44 @@ impl Graph {
         self.out_dir.join(&self.targets[i].output)
     }
 
+    /// The values an external command's argv is given besides its parameters, `{output}` and
+    /// `{report}`: `target`, `condition` and `input.ROLE` (a path relative to the study
+    /// directory), for each placeholder the argv template uses. They are key material (see the
+    /// `key` module's item 6); built-in recipes have none.
+    pub fn bindings(&self, i: usize) -> BTreeMap<String, String> {
+        let t = &self.targets[i];
+        let mut out = BTreeMap::new();
+        let Recipe::Command { argv, .. } = &t.recipe else {
+            return out;
+        };
+        for ph in argv.iter().flat_map(|a| placeholders(a)) {
+            let value = match ph.as_str() {
+                "target" => t.name.clone(),
+                "condition" => t.condition.clone().unwrap_or_default(),
+                p => match p.strip_prefix("input.") {
+                    Some(role) => match t.inputs.iter().find(|inp| inp.role == role) {
+                        Some(inp) => match &inp.source {
+                            InputSource::Target(j) => {
+                                self.targets[*j].output.to_string_lossy().into_owned()
+                            }
+                            InputSource::File(p) => {
+                                let dir = self.studyfile_dir().unwrap_or_default();
+                                p.strip_prefix(&dir)
+                                    .unwrap_or(p)
+                                    .to_string_lossy()
+                                    .into_owned()
+                            }
+                        },
+                        None => continue,
+                    },
+                    None => continue,
+                },
+            };
+            out.insert(ph, value);
+        }
+        out
+    }
+
     /// The Studyfile's directory, absolute: where workers run and relative paths start.
     pub fn studyfile_dir(&self) -> Result<PathBuf> {
         let d = self
@@ -323,6 +391,24 @@ impl Graph {
 }
 
 impl Builder<'_> {
+    /// Why a condition may not be called `name`, if it may not: a name that is also a selector,
+    /// a kind or a top-level directory of the study (`report`, `model`, `all`, `logs`, ...).
+    fn reserved(&self, name: &str) -> Option<String> {
+        let mut names: Vec<&str> = RESERVED_NAMES.to_vec();
+        for sec in &self.shape.sections {
+            names.extend([sec.table, sec.kind]);
+        }
+        names.extend(self.shape.kinds.iter().map(|k| k.name));
+        names.extend(self.shape.summary.as_ref().map(|s| s.name));
+        names.contains(&name).then(|| {
+            format!(
+                "`{name}` is a reserved name (a selector, a kind or a directory of the study: \
+                 {}); choose another",
+                names.join(", ")
+            )
+        })
+    }
+
     fn push(&mut self, t: Target, span: Range<usize>) -> Result<usize> {
         if self.index.contains_key(&t.name) {
             return Err(self

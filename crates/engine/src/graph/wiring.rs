@@ -4,7 +4,7 @@
 //! study-wide summary (every condition's results and every artifact of its sections).
 
 use super::resolve::TargetSite;
-use super::{valid_name, Builder, Condition, Input, InputSource, Target};
+use super::{check_name, Builder, Condition, Input, InputSource, Target};
 use crate::catalog::{AxisValues, InputFrom, OutputKind, Section};
 use crate::error::{Error, Result};
 use crate::params::Params;
@@ -24,11 +24,10 @@ impl Builder<'_> {
         let mut pending: Vec<(usize, usize, String)> = Vec::new();
         for (name, art) in table {
             let what = format!("{table_name}.{name}");
-            if !valid_name(name) {
-                return Err(self.sf.error(
-                    art.span(),
-                    format!("`{what}`: names must be letters, digits, `_`, `-` or `.`"),
-                ));
+            if let Err(why) = check_name(name) {
+                return Err(self
+                    .sf
+                    .error(art.span(), format!("`{what}`: `{name}` {why}")));
             }
             let decl = self.sf.artifact_recipe(art, &what)?;
             let mut inputs = Vec::new();

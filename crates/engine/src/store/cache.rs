@@ -3,7 +3,7 @@
 //! it. An entry is checked against its manifest's digest before use; a bad one is dropped.
 
 use super::fs::{copy_tree, remove_path, sync_files};
-use super::manifest::{read_manifest, Manifest};
+use super::manifest::{read_manifest, Identity, Manifest};
 use super::{Record, Store};
 use crate::error::{Error, Result};
 use crate::key::Digest;
@@ -19,11 +19,13 @@ impl Store {
         self.cache_dir(key).join("manifest.json").is_file()
     }
 
-    /// Restore the output of `key` from the cache into `dest`, after checking its bytes.
-    /// Returns `Ok(None)` when the cache has no intact entry for the key.
-    pub fn restore(&mut self, key: &Digest, dest: &Path, target: &str) -> Result<Option<Record>> {
+    /// Restore the output of `key` from the cache into `dest`, after checking its bytes. The
+    /// manifest keeps what the key vouches for (material, digests, report, timings) and takes
+    /// its identity (target, kind, condition, input sources, path) from `id`: two targets may
+    /// share work, never lineage. Returns `Ok(None)` when the cache has no intact entry.
+    pub fn restore(&mut self, key: &Digest, dest: &Path, id: &Identity) -> Result<Option<Record>> {
         let cache = self.cache_dir(key);
-        let mut manifest = match read_manifest(&cache.join("manifest.json")) {
+        let manifest = match read_manifest(&cache.join("manifest.json")) {
             Ok(Some(m)) => m,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -41,7 +43,7 @@ impl Store {
             remove_path(&cache)?;
             return Ok(None);
         }
-        manifest.target = target.to_string();
+        let manifest = manifest.with_identity(id);
         self.install(&cache, dest, &manifest).map(Some)
     }
 

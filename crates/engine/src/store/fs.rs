@@ -43,6 +43,66 @@ pub fn write_replacing(path: &Path, bytes: &[u8], durable: bool, tmp_dir: &Path)
     Ok(())
 }
 
+/// Whether `path` is confined to `root`: below `root`, through real directories only. `Err`
+/// says why not: a component that is a symbolic link (which could lead outside the study), or a
+/// path that is not below `root` at all. The last component may be anything (a rename replaces
+/// it, a link included, without following it); `root` itself may be a link (an output directory
+/// on a bigger disk). This is the one rule for every path the build and `clean` write, rename or
+/// delete. It is checked by path, so a link swapped in afterwards by another process is not seen.
+pub fn confined(root: &Path, path: &Path) -> std::result::Result<(), String> {
+    let outside = || {
+        format!(
+            "studymake writes, renames and deletes only inside the study directory, and {} is \
+             not inside the study directory",
+            path.display()
+        )
+    };
+    let Ok(rel) = path.strip_prefix(root) else {
+        return Err(outside());
+    };
+    let comps: Vec<_> = rel.components().collect();
+    let mut cur = root.to_path_buf();
+    for (k, c) in comps.iter().enumerate() {
+        if !matches!(c, std::path::Component::Normal(_)) {
+            return Err(outside());
+        }
+        cur.push(c);
+        if k + 1 < comps.len() {
+            if let Ok(m) = std::fs::symlink_metadata(&cur) {
+                if m.file_type().is_symlink() {
+                    return Err(format!(
+                        "{} is a symbolic link: {}; replace the link by a directory",
+                        cur.display(),
+                        outside()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The OS error alone, without the temp file's name that `tempfile` appends to its errors
+/// (`… at path "…/.tmp-XXXXXX"`, an error that no longer exposes its OS code): messages name the
+/// file being written, never its temporary name.
+pub fn bare(e: std::io::Error) -> std::io::Error {
+    if let Some(code) = e.raw_os_error() {
+        return std::io::Error::from_raw_os_error(code);
+    }
+    let text = e.to_string();
+    let text = text
+        .split_once(" at path ")
+        .map_or(text.as_str(), |(t, _)| t);
+    let code = text
+        .split_once("(os error ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(n, _)| n.parse::<i32>().ok());
+    match code {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(e.kind(), text.to_string()),
+    }
+}
+
 /// Write a file's new bytes into a temp file in `tmp_dir` without putting them in place yet:
 /// [`tempfile::NamedTempFile::persist`] to `path` publishes them; dropping it discards them.
 pub(super) fn write_staged(
@@ -59,9 +119,9 @@ pub(super) fn write_staged(
             tempfile::Builder::new()
                 .prefix(".tmp-")
                 .tempfile_in(dir)
-                .map_err(|e| Error::io(dir, e))?
+                .map_err(|e| Error::io(path, bare(e)))?
         }
-        Err(e) => return Err(Error::io(dir, e)),
+        Err(e) => return Err(Error::io(path, bare(e))),
     };
     // Errors name the file being written, not its temporary name.
     tmp.as_file_mut()

@@ -12,6 +12,7 @@ use crate::key::Digest;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 /// One frame of the state log.
@@ -42,6 +43,116 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard()
 }
 
+fn decode_current(payload: &[u8]) -> Option<Entry> {
+    bincode::serde::decode_from_slice::<Entry, _>(payload, bincode_config())
+        .ok()
+        .map(|(e, _)| e)
+}
+
+/// The intact frames at the start of `bytes`, each with its size, and whether a torn frame (or
+/// one `decode` refuses) ends them early.
+fn frames(bytes: &[u8], decode: fn(&[u8]) -> Option<Entry>) -> (Vec<(Entry, u64)>, bool) {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        if pos + 8 > bytes.len() {
+            return (out, true);
+        }
+        let len = u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap_or_default()) as usize;
+        let sum = &bytes[pos + 4..pos + 8];
+        let Some(payload) = bytes.get(pos + 8..pos + 8 + len) else {
+            return (out, true);
+        };
+        if &blake3::hash(payload).as_bytes()[..4] != sum {
+            return (out, true);
+        }
+        let Some(entry) = decode(payload) else {
+            return (out, true);
+        };
+        out.push((entry, 8 + len as u64));
+        pos += 8 + len;
+    }
+    (out, false)
+}
+
+/// State schema 1 (key material without bindings), read once and upgraded: its records keep
+/// their old keys, so each target is explained as "an older key schema" and rebuilt or restored.
+mod v1 {
+    use super::super::{FileRecord, Record};
+    use super::{bincode_config, Entry};
+    use crate::key::{Digest, KeyMaterial};
+    use crate::params::Params;
+    use crate::recipe::Recipe;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    pub const HEADER: &str = "studymake state v1\n";
+
+    #[derive(Deserialize)]
+    struct Material {
+        recipe: Recipe,
+        output: String,
+        params: Params,
+        inputs: BTreeMap<String, Digest>,
+    }
+
+    #[derive(Deserialize)]
+    struct OldRecord {
+        key: Digest,
+        material: Material,
+        output: Digest,
+        files: Vec<FileRecord>,
+    }
+
+    #[derive(Deserialize)]
+    enum OldEntry {
+        Built {
+            target: String,
+            record: OldRecord,
+        },
+        Failed {
+            target: String,
+            key: Digest,
+            message: String,
+        },
+        Forget {
+            target: String,
+        },
+    }
+
+    pub fn decode(payload: &[u8]) -> Option<Entry> {
+        let (e, _) =
+            bincode::serde::decode_from_slice::<OldEntry, _>(payload, bincode_config()).ok()?;
+        Some(match e {
+            OldEntry::Built { target, record: r } => Entry::Built {
+                target,
+                record: Record {
+                    key: r.key,
+                    material: KeyMaterial {
+                        recipe: r.material.recipe,
+                        output: r.material.output,
+                        params: r.material.params,
+                        inputs: r.material.inputs,
+                        bindings: BTreeMap::new(),
+                    },
+                    output: r.output,
+                    files: r.files,
+                },
+            },
+            OldEntry::Failed {
+                target,
+                key,
+                message,
+            } => Entry::Failed {
+                target,
+                key,
+                message,
+            },
+            OldEntry::Forget { target } => Entry::Forget { target },
+        })
+    }
+}
+
 impl Store {
     pub(super) fn log_path(&self) -> PathBuf {
         self.dir.join("state.log")
@@ -57,50 +168,57 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::io(&path, e)),
         }
-        let mut pos = 0;
-        let mut torn = false;
         let header = format!("studymake state v{STATE_SCHEMA}\n");
-        if bytes.starts_with(header.as_bytes()) {
-            pos = header.len();
-        } else if !bytes.is_empty() {
-            return Err(Error::State {
-                path,
-                message: format!(
-                    "not a studymake v{STATE_SCHEMA} state log; remove `.studymake` (or run \
-                     `studymake clean --cache`) to start afresh"
+        let (entries, torn, repaired) = if let Some(body) = bytes.strip_prefix(header.as_bytes()) {
+            let (entries, torn) = frames(body, decode_current);
+            (entries, torn, None)
+        } else if let Some(body) = bytes.strip_prefix(v1::HEADER.as_bytes()) {
+            let (entries, torn) = frames(body, v1::decode);
+            (
+                entries,
+                torn,
+                Some("the state log was written by an older studymake (state schema 1); upgraded"),
+            )
+        } else if bytes.is_empty() {
+            (Vec::new(), false, None)
+        } else {
+            // A log that lost its header (an emptied file that older versions appended to
+            // without writing one): accepted when it is intact frames from its first byte.
+            match frames(&bytes, decode_current) {
+                (entries, false) if !entries.is_empty() => (
+                    entries,
+                    false,
+                    Some("the state log had lost its header; repaired"),
                 ),
-            });
-        }
-        while pos < bytes.len() {
-            if pos + 8 > bytes.len() {
-                torn = true;
-                break;
+                _ => {
+                    return Err(Error::State {
+                        path,
+                        message: format!(
+                            "not a studymake v{STATE_SCHEMA} state log; run `studymake clean \
+                             --cache` (which sets it aside) or remove `.studymake` to start \
+                             afresh"
+                        ),
+                    })
+                }
             }
-            let len =
-                u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap_or_default()) as usize;
-            let sum = &bytes[pos + 4..pos + 8];
-            let Some(payload) = bytes.get(pos + 8..pos + 8 + len) else {
-                torn = true;
-                break;
-            };
-            if &blake3::hash(payload).as_bytes()[..4] != sum {
-                torn = true;
-                break;
-            }
-            let Ok((entry, _)) =
-                bincode::serde::decode_from_slice::<Entry, _>(payload, bincode_config())
-            else {
-                torn = true;
-                break;
-            };
-            self.apply(entry, 8 + len as u64);
+        };
+        for (entry, frame_bytes) in entries {
+            self.apply(entry, frame_bytes);
             self.frames += 1;
-            pos += 8 + len;
+            self.log_bytes += frame_bytes;
         }
-        self.log_bytes = pos as u64;
-        if torn {
+        if let Some(why) = repaired {
+            tracing::warn!("{why}");
+            self.compact()?;
+        } else if torn {
             tracing::warn!("state log has a torn tail (an interrupted write); compacting");
             self.compact()?;
+        } else {
+            self.log_bytes += if bytes.is_empty() {
+                0
+            } else {
+                header.len() as u64
+            };
         }
         Ok(())
     }
@@ -188,6 +306,7 @@ impl Store {
         let path = self.log_path();
         // A second handle without O_APPEND, so the write lands at the reserved offset.
         std::fs::OpenOptions::new()
+            .custom_flags(libc::O_NOFOLLOW)
             .write(true)
             .open(&path)
             .and_then(|f| f.write_all_at(&r.bytes, r.offset))
@@ -208,13 +327,14 @@ impl Store {
     pub(super) fn open_log(&mut self) -> Result<()> {
         let path = self.log_path();
         if self.log.is_none() {
-            let exists = path.exists();
             let mut f = std::fs::OpenOptions::new()
+                .custom_flags(libc::O_NOFOLLOW)
                 .create(true)
                 .append(true)
                 .open(&path)
                 .map_err(|e| Error::io(&path, e))?;
-            if !exists {
+            // An empty file (new, or emptied by hand) gets its header before any frame.
+            if f.metadata().map_err(|e| Error::io(&path, e))?.len() == 0 {
                 f.write_all(format!("studymake state v{STATE_SCHEMA}\n").as_bytes())
                     .map_err(|e| Error::io(&path, e))?;
             }

@@ -2,7 +2,7 @@
 //! human-readable JSON for people and audits: the key material, the output's digests, what the
 //! worker reported and what was read back from the output, timings.
 
-use super::{FileRecord, Store};
+use super::{FileRecord, Record, Store};
 use crate::error::{Error, Result};
 use crate::key::{Digest, KeyMaterial};
 use crate::params::Params;
@@ -38,6 +38,29 @@ pub struct Manifest {
     pub seconds: f64,
 }
 
+/// Who a manifest describes: the part of it a cache entry shared by several targets (equal
+/// keys) does not vouch for, and which a restore therefore takes from the restoring target.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub target: String,
+    pub kind: String,
+    pub condition: Option<String>,
+    pub input_sources: BTreeMap<String, String>,
+    pub output_path: String,
+}
+
+impl Manifest {
+    /// This manifest with its identity replaced by `id`'s.
+    pub fn with_identity(mut self, id: &Identity) -> Manifest {
+        self.target = id.target.clone();
+        self.kind = id.kind.clone();
+        self.condition = id.condition.clone();
+        self.input_sources = id.input_sources.clone();
+        self.output_path = id.output_path.clone();
+        self
+    }
+}
+
 /// One file in a manifest.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FileEntry {
@@ -59,6 +82,39 @@ impl Store {
     /// Read a target's manifest, if any.
     pub fn manifest(&self, target: &str) -> Result<Option<Manifest>> {
         read_manifest(&self.manifest_path(target))
+    }
+
+    /// Rewrite a fresh target's missing or unreadable manifest: from the cache entry of its key
+    /// when it is intact (everything the key vouches for, with `id`'s identity), else from the
+    /// record (without what the worker reported or was read back, and without timings).
+    pub fn rewrite_manifest(&self, id: &Identity, rec: &Record) -> Result<()> {
+        let cached = read_manifest(&self.cache_dir(&rec.key).join("manifest.json"))
+            .ok()
+            .flatten()
+            .filter(|m| m.key == rec.key && m.output_digest == rec.output);
+        let m = match cached {
+            Some(m) => m,
+            None => Manifest {
+                schema: super::STATE_SCHEMA,
+                studymake: env!("CARGO_PKG_VERSION").into(),
+                target: String::new(),
+                kind: String::new(),
+                condition: None,
+                key: rec.key,
+                material: rec.material.clone(),
+                input_sources: BTreeMap::new(),
+                reported: Params::new(),
+                inspected: Params::new(),
+                output_path: String::new(),
+                output_digest: rec.output,
+                files: file_entries(&rec.files),
+                started_unix: 0,
+                seconds: 0.0,
+            },
+        }
+        .with_identity(id);
+        let json = serde_json::to_string_pretty(&m).expect("manifests serialise");
+        super::write_atomic(&self.manifest_path(&id.target), json.as_bytes())
     }
 }
 

@@ -28,8 +28,8 @@ mod log;
 mod manifest;
 mod publish;
 
-pub use fs::{copy_tree, remove_path, stat, write_atomic, write_replacing};
-pub use manifest::{file_entries, manifest_name, read_manifest, FileEntry, Manifest};
+pub use fs::{bare, confined, copy_tree, remove_path, stat, write_atomic, write_replacing};
+pub use manifest::{file_entries, manifest_name, read_manifest, FileEntry, Identity, Manifest};
 
 use crate::error::{Error, Result};
 use crate::key::{digest_file, digest_listing, list_tree, Digest, KeyMaterial};
@@ -41,7 +41,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Version of the state log and manifest formats.
-pub const STATE_SCHEMA: u32 = 1;
+pub const STATE_SCHEMA: u32 = 2;
 
 /// One output file as recorded: content digest plus the stat fields that let a no-op run skip
 /// rehashing it.
@@ -86,10 +86,58 @@ pub struct Store {
     log: Option<File>,
 }
 
+/// The entries of the state directory and whether each is a directory.
+const STATE_ENTRIES: [(&str, bool); 5] = [
+    ("manifests", true),
+    ("cache", true),
+    ("tmp", true),
+    ("lock", false),
+    ("state.log", false),
+];
+
+/// Check the state directory `dir` (`<out>/.studymake`) and its fixed entries without following
+/// any link: a symbolic link there could make reclamation delete, or the lock overwrite, files
+/// outside the study, so a link (or an entry of the wrong type) is refused naming it. Missing
+/// entries are fine (they are created). Files are then opened with `O_NOFOLLOW`.
+pub fn check_state_dir(dir: &Path) -> Result<()> {
+    let entries = std::iter::once((dir.to_path_buf(), true))
+        .chain(STATE_ENTRIES.iter().map(|(n, d)| (dir.join(n), *d)));
+    for (path, want_dir) in entries {
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let ft = meta.file_type();
+        let message = if ft.is_symlink() {
+            "is a symbolic link; studymake never follows links inside its state directory (it \
+             could point outside the study). Remove it: studymake recreates it"
+                .to_string()
+        } else if want_dir && !ft.is_dir() {
+            format!(
+                "is {}, not a directory; studymake keeps its state there. Move it away \
+                 (studymake recreates the directory)",
+                crate::filetype::describe(ft)
+            )
+        } else if !want_dir && !ft.is_file() {
+            format!(
+                "is {}, not a regular file; studymake keeps its state there. Move it away \
+                 (studymake recreates the file)",
+                crate::filetype::describe(ft)
+            )
+        } else {
+            continue;
+        };
+        return Err(Error::State { path, message });
+    }
+    Ok(())
+}
+
 impl Store {
     /// Open (creating) the state directory of a study and replay its log.
     pub fn open(out_dir: &Path) -> Result<Store> {
         let dir = out_dir.join(".studymake");
+        check_state_dir(&dir)?;
         for sub in ["manifests", "cache", "tmp"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
@@ -166,7 +214,7 @@ impl Store {
         let d = tempfile::Builder::new()
             .prefix(&format!("{}-", target.replace('/', "~")))
             .tempdir_in(&base)
-            .map_err(|e| Error::io(&base, e))?;
+            .map_err(|e| Error::io(&base, bare(e)))?;
         Ok(d.keep())
     }
 

@@ -5,6 +5,7 @@
 
 use super::fs::{copy_tree, remove_path, replace, sync_files, write_replacing, write_staged};
 use super::log::Entry;
+use super::manifest::read_manifest;
 use super::{stat, FileRecord, Manifest, Record, Store};
 use crate::error::{Error, Result};
 use crate::key::Digest;
@@ -27,6 +28,27 @@ impl Store {
             manifest.key.hex(),
             std::process::id()
         ));
+        // First writer wins: an intact entry for this key stays (with deterministic recipes its
+        // bytes are these; if not, which bytes a restore gets must not depend on build order).
+        if self.cached(&manifest.key) {
+            if let Ok((digest, _)) = Self::hash_output(&cache.join("out")) {
+                let intact = read_manifest(&cache.join("manifest.json"))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|m| m.output_digest == digest && m.key == manifest.key);
+                if intact {
+                    if digest != manifest.output_digest {
+                        tracing::debug!(
+                            "{}: built bytes differ from the cache entry of its key {}: a \
+                             non-deterministic recipe",
+                            manifest.target,
+                            manifest.key.short()
+                        );
+                    }
+                    return self.put_in_place(built, dest, manifest);
+                }
+            }
+        }
         remove_path(&staging)?;
         let staged = (|| {
             std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
