@@ -10,13 +10,16 @@ use std::path::Path;
 use studymake_science::evaluation::registration::fourier_shift;
 use studymake_science::io::npy::write_npy;
 
-/// A periodic 64x64 object (every period divides 64, so a Fourier shift is exact).
+/// A periodic 64x64 object (every period divides 64, so a Fourier shift is exact; the amplitude
+/// has frequency 1 along both axes, so its correlation has a single peak).
 fn object() -> Array2<Complex64> {
     let tau = 2.0 * std::f64::consts::PI;
     Array2::from_shape_fn((64, 64), |(r, c)| {
         let (r, c) = (r as f64 / 64.0, c as f64 / 64.0);
         Complex64::from_polar(
-            1.0 + 0.3 * (tau * 3.0 * r).sin() * (tau * 2.0 * c).cos() + 0.1 * (tau * 5.0 * c).sin(),
+            1.0 + 0.3 * (tau * 3.0 * r).sin() * (tau * 2.0 * c).cos()
+                + 0.1 * (tau * 5.0 * c).sin()
+                + 0.15 * (tau * (r + c)).cos(),
             0.4 * (tau * (2.0 * r + c)).sin() + 0.2 * (tau * 4.0 * c).cos(),
         )
     })
