@@ -102,7 +102,7 @@ enum Cmd {
         /// The array to read from .npz files.
         #[arg(long)]
         key: Option<String>,
-        /// Register with phase cross-correlation (1/50 px) before scoring.
+        /// Register with phase cross-correlation (1/50 px) before scoring (then crop 2 px).
         #[arg(long)]
         register: bool,
         /// Print JSON instead of a table.

@@ -7,6 +7,11 @@ pub struct Reference {
     pub frc50: f64,
     pub plane_removed_3_5: f64,
     pub registration_shift: [f64; 2],
+    /// (applied Fourier shift, scikit-image float64 result, float32 result) per case.
+    pub periodic_registrations: &'static [([f64; 2], [f64; 2], [f64; 2])],
+    /// The 68x68 complex pair unregistered: [mae, mse, ssim, ms_ssim, frc50, frc1over7].
+    pub unregistered_amplitude: [f64; 6],
+    pub unregistered_phase: [f64; 6],
 }
 pub const VALUES: Reference = Reference {
     ssim: 0.9289283198214274,
@@ -15,4 +20,7 @@ pub const VALUES: Reference = Reference {
     frc50: 4.971730980399009,
     plane_removed_3_5: 0.30651203943427596,
     registration_shift: [-1.3599999999999999, 2.62],
+    periodic_registrations: &[([1.3, -0.7], [-1.3, 0.7], [-1.2999999523162842, 0.699999988079071]), ([0.5, 0.0], [-0.5, 0.0], [-0.5, 0.0]), ([0.2, 0.3], [-0.2, -0.3], [-0.20000000298023224, -0.30000001192092896]), ([2.6, -1.4], [-2.6, 1.4], [-2.5999999046325684, 1.399999976158142]), ([-3.0, 2.0], [3.0, -2.0], [3.0, -2.0])],
+    unregistered_amplitude: [0.042587036313794395, 0.0026002028600181967, 0.8841740113838361, 0.9683036803088761, 5.556556793844014, 32.73226888753819],
+    unregistered_phase: [0.04087507244682633, 0.0025273409274677886, 0.970158377959499, 0.973603552074443, 4.986875360730689, 46.0],
 };

@@ -158,7 +158,9 @@ impl Builtins {
                 RecipeInfo {
                     name: "evaluate",
                     // v2: ssim_unregistered rows and metrics_unregistered in metrics.json.
-                    version: 2,
+                    // v3: unnormalised registration and its method recorded, no second crop
+                    // without registration, primary scores, twin check, masked figure.
+                    version: 3,
                     params: vec![
                         p(GRIDSIZE, None, "patterns per group side"),
                         p("seed", None, "baseline initialisation seed"),
@@ -174,7 +176,8 @@ impl Builtins {
             (
                 RecipeInfo {
                     name: "report",
-                    version: 1,
+                    // v2: criteria on the primary scores, primary and twin tables.
+                    version: 2,
                     params: vec![],
                     inputs: vec!["*"],
                     output: Dir,

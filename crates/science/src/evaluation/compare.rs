@@ -3,12 +3,19 @@
 //!
 //! Pipeline: centre-crop both images to their common size; optionally register the
 //! reconstruction to the ground truth (phase cross-correlation of the amplitudes to 1/50 px,
-//! Fourier shift); crop 2 px from every border; then the metrics of
-//! [`crate::evaluation::metrics::image_metrics`] (which trim another 2 px).
+//! Fourier shift, then a 2 px crop from every border, as PtychoPINN's `compare_models.py`); then
+//! the metrics of [`crate::evaluation::metrics::image_metrics`] (which trim 2 px). Without
+//! registration there is no second crop: PtychoPINN's `eval_reconstruction` scores the pair
+//! trimmed once.
 
 use crate::error::{Error, Result};
 use crate::evaluation::metrics::{center_crop, image_metrics, ImageMetrics};
-use crate::evaluation::{f6, metrics_json, register_and_crop, Aligned, PSNR_NOTE};
+use crate::evaluation::primary::{primary_metrics, PrimaryMetrics, COVERAGE_MARGIN};
+use crate::evaluation::registration::Normalization;
+use crate::evaluation::{
+    aligned_mask, f6, metrics_json, primary_json, register_and_crop, Aligned, PRIMARY_NOTE,
+    PSNR_NOTE,
+};
 use crate::io::npy::{read_complex2_npy_f64, read_complex2_npz_f64, NpzFile};
 use ndarray::Array2;
 use num_complex::Complex64;
@@ -30,6 +37,8 @@ pub struct ComparisonReport {
     /// `(dy, dx)` applied to the reconstruction, when registration ran.
     pub offset: Option<(f64, f64)>,
     pub metrics: ImageMetrics,
+    /// The primary scores, on the pixels where the reconstruction is non-zero (eroded).
+    pub primary: PrimaryMetrics,
 }
 
 /// Read one complex 2-D array (complex64 or complex128) from an `.npy` file, or from an `.npz`
@@ -93,19 +102,21 @@ pub fn load_complex_image(
 }
 
 /// Compare two in-memory images with the evaluation pipeline (see the module doc); returns the
-/// registered, cropped pair and its metrics.
+/// registered, cropped pair, its PtychoPINN-compatible metrics and its primary scores (on the
+/// reconstruction's non-zero pixels, eroded by [`COVERAGE_MARGIN`] px).
 pub fn compare_images(
     recon: &Array2<Complex64>,
     gt: &Array2<Complex64>,
     register: bool,
-) -> Result<(Aligned, ImageMetrics)> {
+) -> Result<(Aligned, ImageMetrics, PrimaryMetrics)> {
     let th = recon.nrows().min(gt.nrows());
     let tw = recon.ncols().min(gt.ncols());
     let r = center_crop(recon, th, tw);
     let g = center_crop(gt, th, tw);
-    let aligned = register_and_crop(&r, &g, register, None)?;
+    let aligned = register_and_crop(&r, &g, register, Normalization::Phase, None)?;
     let metrics = image_metrics(&aligned.recon, &aligned.gt)?;
-    Ok((aligned, metrics))
+    let primary = primary_metrics(&aligned.recon, &aligned.gt, &aligned_mask(&r, &aligned))?;
+    Ok((aligned, metrics, primary))
 }
 
 /// Compare the complex image in `recon` with the one in `ground_truth` (each `.npy`, or `.npz`
@@ -119,7 +130,7 @@ pub fn compare(
 ) -> Result<ComparisonReport> {
     let (r, rk) = load_complex_image(recon, key)?;
     let (g, gk) = load_complex_image(ground_truth, key)?;
-    let (aligned, metrics) = compare_images(&r, &g, register).map_err(|e| {
+    let (aligned, metrics, primary) = compare_images(&r, &g, register).map_err(|e| {
         Error::Invalid(format!(
             "comparing {} with {}: {e}",
             recon.display(),
@@ -136,6 +147,7 @@ pub fn compare(
         compared_shape: aligned.gt.dim(),
         offset: aligned.offset,
         metrics,
+        primary,
     })
 }
 
@@ -189,7 +201,25 @@ impl ComparisonReport {
         for (n, x, y) in rows {
             s.push_str(&format!("{n:<12} {:>14} {:>14}\n", f6(x), f6(y)));
         }
+        let (pa, pp) = (&self.primary.amplitude, &self.primary.phase);
+        s.push_str(&format!(
+            "\nprimary scores (covered region, {:.2}% of the scored area uncovered):\n",
+            100.0 * self.primary.uncovered_fraction
+        ));
+        let rows: [(&str, f64, f64); 4] = [
+            ("pearson", pa.pearson, pp.pearson),
+            ("mae", pa.mae, pp.mae),
+            ("mse", pa.mse, pp.mse),
+            ("psnr", pa.psnr, pp.psnr),
+        ];
+        for (n, x, y) in rows {
+            s.push_str(&format!("{n:<12} {:>14} {:>14}\n", f6(x), f6(y)));
+        }
         s.push_str(&format!("\nPSNR (dB): {PSNR_NOTE}.\n"));
+        s.push_str(&format!(
+            "Primary: {PRIMARY_NOTE} (here: the reconstruction's non-zero pixels, margin \
+             {COVERAGE_MARGIN}).\n"
+        ));
         s
     }
 
@@ -200,7 +230,9 @@ impl ComparisonReport {
             "ground_truth": { "path": self.ground_truth.display().to_string(), "key": self.ground_truth_key, "shape": [self.ground_truth_shape.0, self.ground_truth_shape.1] },
             "compared_shape": [self.compared_shape.0, self.compared_shape.1],
             "registration": self.offset.map(|(dy, dx)| json!({"dy": dy, "dx": dx})),
-            "metrics": metrics_json(&self.metrics),
+            "metrics": metrics_json(&self.metrics, &self.primary),
+            "primary": primary_json(&self.primary),
+            "primary_note": PRIMARY_NOTE,
             "psnr_note": PSNR_NOTE,
         });
         serde_json::to_string_pretty(&v).expect("JSON values always serialise")
@@ -273,10 +305,55 @@ mod tests {
         );
     }
 
+    /// The 68x68 pair of `scripts/reference_metrics.py` (same formulas on both sides).
+    fn reference_complex_pair() -> (Array2<Complex64>, Array2<Complex64>) {
+        let f = |r: usize, c: usize| {
+            let (rf, cf) = (r as f64, c as f64);
+            let amp_t = 1.0
+                + 0.3 * (0.23 * cf).sin() * (0.17 * rf).cos()
+                + 0.05 * ((3 * r + 5 * c) % 4) as f64;
+            let phi_t = 0.4 * (0.11 * rf + 0.07 * cf).sin() + 0.2 * (0.3 * cf).cos() + 0.01 * cf;
+            let amp_p = 0.9
+                * (amp_t
+                    + 0.06 * (0.5 * rf - 0.35 * cf).cos()
+                    + 0.02 * (((7 * r + 2 * c) % 5) as f64 - 2.0));
+            let phi_p = phi_t + 0.1 * (0.41 * rf).sin() * (0.29 * cf).cos() - 0.02 * rf + 0.5;
+            (
+                Complex64::from_polar(amp_t, phi_t),
+                Complex64::from_polar(amp_p, phi_p),
+            )
+        };
+        let gt = Array2::from_shape_fn((68, 68), |(r, c)| f(r, c).0);
+        let rec = Array2::from_shape_fn((68, 68), |(r, c)| f(r, c).1);
+        (gt, rec)
+    }
+
+    #[test]
+    fn unregistered_scores_are_ptychopinns_trimmed_once() {
+        let (gt, rec) = reference_complex_pair();
+        let (al, m, _) = compare_images(&rec, &gt, false).unwrap();
+        assert_eq!(al.gt.dim(), (68, 68), "no crop besides the metrics' trim");
+        let (wa, wp) = crate::evaluation::metrics::tests_reference_unregistered();
+        for (got, want, part) in [(&m.amplitude, wa, "amplitude"), (&m.phase, wp, "phase")] {
+            let got6 = [
+                got.mae,
+                got.mse,
+                got.ssim,
+                got.ms_ssim,
+                got.frc50,
+                got.frc1over7,
+            ];
+            for (k, (a, b)) in got6.iter().zip(want.iter()).enumerate() {
+                assert!((a - b).abs() < 1e-9, "{part} metric {k}: {a} vs {b}");
+            }
+        }
+    }
+
     #[test]
     fn identical_images_compare_perfectly() {
         let a = image(40, 40);
-        let (al, m) = compare_images(&a, &a, true).unwrap();
+        let (al, m, p) = compare_images(&a, &a, true).unwrap();
+        assert!((p.phase.pearson - 1.0).abs() < 1e-9 && p.uncovered_fraction == 0.0);
         assert_eq!(al.offset, Some((0.0, 0.0)));
         assert_eq!(al.gt.dim(), (36, 36));
         assert!(m.amplitude.mae < 1e-12);

@@ -11,10 +11,15 @@ use crate::evaluation::baseline::{epie, EpieOptions};
 use crate::evaluation::metrics::{image_metrics, ImageMetrics};
 use crate::evaluation::metrics_file::{
     BaselineRecord, CoverageRecord, DatasetRecord, ImageRecord, MetricsFile, ModelRecord, Models,
-    Offset, RegistrationRecord, Shift, Uncovered, UnregisteredModels,
+    Offset, PrimaryModels, PrimaryRecord, RegistrationRecord, Shift, TwinRecord, Uncovered,
+    UnregisteredModels,
 };
-use crate::evaluation::registration::{fourier_shift, phase_cross_correlation};
+use crate::evaluation::primary::{
+    covered_mask, primary_metrics, shift_and_crop_mask, PrimaryMetrics, COVERAGE_MARGIN,
+};
+use crate::evaluation::registration::{cross_correlation, fourier_shift, Normalization, Precision};
 use crate::evaluation::stitch::{align_for_evaluation, extract_patch, stitch};
+use crate::evaluation::twin::{twin_scores, TwinScores};
 use crate::io::dataset::Dataset;
 use crate::io::npy::NpzOut;
 use crate::physics::grouping::Gridsize;
@@ -49,8 +54,20 @@ pub struct Aligned {
     pub gt: Array2<Complex64>,
     /// `(dy, dx)` applied to the reconstruction; `None` when registration was skipped.
     pub offset: Option<(f64, f64)>,
-    /// What phase correlation found, when it was overruled by the geometric expectation.
+    /// What the correlation found, when it was overruled by the geometric expectation.
     pub rejected: Option<(f64, f64)>,
+}
+
+impl Aligned {
+    /// Which method aligned the reconstruction: `correlation`, `geometric fallback` (the
+    /// correlation was rejected), or `none` (registration skipped).
+    pub fn method(&self) -> &'static str {
+        match (self.offset, self.rejected) {
+            (None, _) => "none",
+            (Some(_), None) => "correlation",
+            (Some(_), Some(_)) => "geometric fallback",
+        }
+    }
 }
 
 /// Phase correlation may lock onto a wrong peak (periodic objects, large uncovered areas). When
@@ -58,17 +75,20 @@ pub struct Aligned {
 /// axis) from the prediction is rejected and the predicted shift applied instead.
 pub const REGISTRATION_TOLERANCE: f64 = 2.0;
 
-/// Register `recon` to `gt` (same shape) by phase cross-correlation of the amplitudes
-/// (reference `|gt|`, moving `|recon|`, 1/50 px), apply the shift to the complex reconstruction by
-/// Fourier shift, then crop [`REGISTRATION_BORDER`] px from every border of both. With
-/// `register = false` only the border crop is applied. With `expected = Some(shift)` a result
-/// more than [`REGISTRATION_TOLERANCE`] px away from it is rejected (recorded in
-/// [`Aligned::rejected`]) and `shift` is applied instead, like PtychoPINN's fallback when
-/// registration fails, but to the geometric alignment rather than to none.
+/// Register `recon` to `gt` (same shape) by cross-correlation of the amplitudes (reference
+/// `|gt|`, moving `|recon|`, 1/50 px, `normalization`, the phase normalisation's epsilon from the
+/// images' storage precision), apply the shift to the complex reconstruction by Fourier shift,
+/// then crop [`REGISTRATION_BORDER`] px from every border of both (as PtychoPINN's
+/// `compare_models.py` after registration). With `register = false` the images are returned
+/// uncropped: PtychoPINN's unregistered score crops only once, in the metrics' trim. With
+/// `expected = Some(shift)` a result more than [`REGISTRATION_TOLERANCE`] px away from it is
+/// rejected (recorded in [`Aligned::rejected`]; [`Aligned::method`] says `geometric fallback`)
+/// and `shift` is applied instead.
 pub fn register_and_crop(
     recon: &Array2<Complex64>,
     gt: &Array2<Complex64>,
     register: bool,
+    normalization: Normalization,
     expected: Option<(f64, f64)>,
 ) -> Result<Aligned> {
     if recon.dim() != gt.dim() {
@@ -85,12 +105,22 @@ pub fn register_and_crop(
             "registration: images of {h}x{w} are too small"
         )));
     }
+    if !register {
+        return Ok(Aligned {
+            recon: recon.clone(),
+            gt: gt.clone(),
+            offset: None,
+            rejected: None,
+        });
+    }
     let mut rejected = None;
-    let (shifted, offset) = if register {
-        let (mut dy, mut dx) = phase_cross_correlation(
+    let (shifted, offset) = {
+        let (mut dy, mut dx) = cross_correlation(
             &gt.mapv(|z| z.norm()),
             &recon.mapv(|z| z.norm()),
             UPSAMPLE_FACTOR,
+            normalization,
+            Precision::of(&[recon, gt]),
         )?;
         if let Some((ey, ex)) = expected {
             if (dy - ey).abs() > REGISTRATION_TOLERANCE || (dx - ex).abs() > REGISTRATION_TOLERANCE
@@ -104,8 +134,6 @@ pub fn register_and_crop(
             }
         }
         (fourier_shift(recon, dy, dx), Some((dy, dx)))
-    } else {
-        (recon.clone(), None)
     };
     Ok(Aligned {
         recon: shifted.slice(s![b..h - b, b..w - b]).to_owned(),
@@ -127,7 +155,11 @@ pub struct ModelEvaluation {
     /// After registration and border crop.
     pub aligned: Aligned,
     pub metrics: ImageMetrics,
-    /// The same metrics without registration (only the border crop), the figure PtychoPINN's
+    /// The primary scores: on the covered region of the registered images.
+    pub primary: PrimaryMetrics,
+    /// The covered region of `aligned` (see [`aligned_mask`]).
+    pub covered: Array2<bool>,
+    /// The same metrics without registration (only the metrics' trim), the figure PtychoPINN's
     /// `--skip-registration` reports and the issue's quality reference uses.
     pub unregistered: ImageMetrics,
     /// Fraction of `recon`'s pixels that no stitched crop covers (they are 0 and count in the
@@ -147,9 +179,19 @@ pub fn evaluate_patches(
     let stitched = stitch(patches, centroids, stitch_crop)?;
     let crops = align_for_evaluation(&stitched.image, object, centroids, stitch_crop)?;
     let (recon, gt) = (crops.recon, crops.gt);
-    let aligned = register_and_crop(&recon, &gt, true, Some(crops.expected_offset))?;
+    // Unnormalised correlation: the phase-normalised one locks onto the zero-filled borders and
+    // holes of stitched images.
+    let aligned = register_and_crop(
+        &recon,
+        &gt,
+        true,
+        Normalization::None,
+        Some(crops.expected_offset),
+    )?;
     let metrics = image_metrics(&aligned.recon, &aligned.gt)?;
-    let plain = register_and_crop(&recon, &gt, false, None)?;
+    let covered = aligned_mask(&recon, &aligned);
+    let primary = primary_metrics(&aligned.recon, &aligned.gt, &covered)?;
+    let plain = register_and_crop(&recon, &gt, false, Normalization::None, None)?;
     let unregistered = image_metrics(&plain.recon, &plain.gt)?;
     let holes = recon.iter().filter(|z| z.norm_sqr() == 0.0).count();
     Ok(ModelEvaluation {
@@ -159,6 +201,8 @@ pub fn evaluate_patches(
         gt,
         aligned,
         metrics,
+        primary,
+        covered,
         unregistered,
     })
 }
@@ -220,6 +264,8 @@ pub struct ConditionEvaluation {
     pub n_groups: usize,
     pub network: ModelEvaluation,
     pub baseline: ModelEvaluation,
+    /// The network's patches against their true patches and twins.
+    pub twin: TwinScores,
 }
 
 fn c64(a: &Array2<Complex32>) -> Array2<Complex64> {
@@ -307,6 +353,7 @@ pub fn evaluate_condition(
     };
     let ((network, t_net), (baseline, t_epie, t_base)) = rayon::join(run_network, run_baseline);
     let (network, baseline) = (network?, baseline?);
+    let twin = twin_scores(&patches, &pred.centroids, &object)?;
     tracing::info!(
         "evaluation timings: network stitch+metrics {t_net:.3} s, ePIE {t_epie:.3} s, \
          baseline metrics {t_base:.3} s, total {:.3} s",
@@ -319,6 +366,7 @@ pub fn evaluate_condition(
         n_groups: m,
         network,
         baseline,
+        twin,
     })
 }
 
@@ -333,13 +381,15 @@ pub fn f6(v: f64) -> String {
 
 /// `comparison_metrics.csv` rows for one model: `model,metric,amplitude,phase,value`. The
 /// metrics are those after registration, as PtychoPINN's; `ssim_unregistered` is the SSIM
-/// without it (`metrics.json` has every unregistered metric).
+/// without it (`metrics.json` has every unregistered metric); `registration_method` says which
+/// method aligned the reconstruction (`correlation`, `geometric fallback`).
 pub fn metric_rows(
     name: &str,
     m: &ImageMetrics,
     unregistered: &ImageMetrics,
-    offset: Option<(f64, f64)>,
+    aligned: &Aligned,
 ) -> Vec<String> {
+    let offset = aligned.offset;
     let a = &m.amplitude;
     let p = &m.phase;
     let (ua, up) = (&unregistered.amplitude, &unregistered.phase);
@@ -361,14 +411,42 @@ pub fn metric_rows(
     if let Some((dy, dx)) = offset {
         rows.push(format!("{name},registration_offset_dy,,,{}", f6(dy)));
         rows.push(format!("{name},registration_offset_dx,,,{}", f6(dx)));
+        rows.push(format!("{name},registration_method,,,{}", aligned.method()));
     }
     rows
 }
 
 /// The metrics of one model as JSON (`amplitude`/`phase` objects, as in `metrics.json`).
-pub fn metrics_json(m: &ImageMetrics) -> serde_json::Value {
-    serde_json::to_value(ImageRecord::from(m)).expect("metrics always serialise")
+pub fn metrics_json(m: &ImageMetrics, primary: &PrimaryMetrics) -> serde_json::Value {
+    serde_json::to_value(ImageRecord::with_primary(m, primary)).expect("metrics always serialise")
 }
+
+/// Every primary score as JSON (see [`crate::evaluation::primary`]).
+pub fn primary_json(p: &PrimaryMetrics) -> serde_json::Value {
+    serde_json::to_value(PrimaryRecord::from(p)).expect("metrics always serialise")
+}
+
+/// The covered region of the unregistered `recon`, moved and cropped as registration moved and
+/// cropped the images.
+pub fn aligned_mask(recon: &Array2<Complex64>, aligned: &Aligned) -> Array2<bool> {
+    let mask = covered_mask(recon, COVERAGE_MARGIN);
+    match aligned.offset {
+        Some((dy, dx)) => shift_and_crop_mask(&mask, dy, dx, REGISTRATION_BORDER),
+        None => mask,
+    }
+}
+
+/// What the twin record is.
+pub const TWIN_NOTE: &str = "each of the network's predicted patches scored against its true \
+patch and against the twin conj(rot180) about the patch centre: Pearson correlation of the \
+amplitudes inside the central disk of radius disk_radius px; fraction_closer_to_twin counts the \
+patches that correlate better with the twin";
+
+/// What the primary scores are, in every output.
+pub const PRIMARY_NOTE: &str = "primary scores: on the pixels covered by at least one stitched \
+crop, eroded by coverage_margin px, after the registration and the metrics' trim; amplitude \
+mean-ratio normalised and phase plane-removed over that region; psnr peak = the truth's data \
+range over it; pearson = correlation with the truth (also in metrics.<part>.pearson)";
 
 /// What PSNR means in every output.
 pub const PSNR_NOTE: &str = "psnr_255 uses peak 255 as PtychoPINN (cv2.PSNR default), for \
@@ -393,9 +471,8 @@ impl ConditionEvaluation {
     /// `comparison_metrics.csv` content.
     pub fn comparison_csv(&self) -> String {
         let mut out = String::from("model,metric,amplitude,phase,value\n");
-        let rows = |m: &ModelEvaluation| {
-            metric_rows(m.name, &m.metrics, &m.unregistered, m.aligned.offset)
-        };
+        let rows =
+            |m: &ModelEvaluation| metric_rows(m.name, &m.metrics, &m.unregistered, &m.aligned);
         for r in rows(&self.network).into_iter().chain(rows(&self.baseline)) {
             out.push_str(&r);
             out.push('\n');
@@ -409,12 +486,13 @@ impl ConditionEvaluation {
             a.offset.map(|(dy, dx)| Offset {
                 dx,
                 dy,
+                method: a.method().to_string(),
                 note: a.rejected.map(|_| {
-                    "phase correlation was more than 2 px from the geometric shift; the \
+                    "the cross-correlation was more than 2 px from the geometric shift; the \
                      geometric shift was applied"
                         .to_string()
                 }),
-                phase_correlation_rejected: a.rejected.map(|(ry, rx)| Shift { dx: rx, dy: ry }),
+                correlation_rejected: a.rejected.map(|(ry, rx)| Shift { dx: rx, dy: ry }),
             })
         };
         MetricsFile {
@@ -442,16 +520,22 @@ impl ConditionEvaluation {
             },
             gridsize: self.settings.declared_gridsize,
             metrics: Models {
-                network: (&self.network.metrics).into(),
-                baseline: (&self.baseline.metrics).into(),
+                network: ImageRecord::with_primary(&self.network.metrics, &self.network.primary),
+                baseline: ImageRecord::with_primary(&self.baseline.metrics, &self.baseline.primary),
             },
             metrics_unregistered: UnregisteredModels {
                 network: (&self.network.unregistered).into(),
                 baseline: (&self.baseline.unregistered).into(),
-                note: "the same metrics without registration (border crop only)".into(),
+                note: "the same metrics without registration (only the metrics' own trim)".into(),
             },
             model: ModelRecord {
                 gridsize: self.gridsize.model,
+            },
+            primary: PrimaryModels {
+                network: (&self.network.primary).into(),
+                coverage_margin: COVERAGE_MARGIN,
+                baseline: (&self.baseline.primary).into(),
+                note: PRIMARY_NOTE.into(),
             },
             psnr_note: PSNR_NOTE.into(),
             registration: RegistrationRecord {
@@ -462,6 +546,15 @@ impl ConditionEvaluation {
             },
             seed: self.settings.seed,
             stitch_crop: self.settings.stitch_crop,
+            twin: TwinRecord {
+                closer_to_twin: self.twin.closer_to_twin,
+                disk_radius: self.twin.disk_radius,
+                fraction_closer_to_twin: self.twin.fraction_closer_to_twin(),
+                mean_pearson_true: self.twin.mean_pearson_true,
+                mean_pearson_twin: self.twin.mean_pearson_twin,
+                n_patches: self.twin.n_patches,
+                note: TWIN_NOTE.into(),
+            },
             timings: "not recorded in files (they would break byte-identical rebuilds); see the \
                       build log"
                 .into(),
@@ -506,13 +599,27 @@ impl ConditionEvaluation {
             w.add(&format!("{prefix}_offset_dy"), &Array0::from_elem((), dy))?;
             w.add(&format!("{prefix}_offset_dx"), &Array0::from_elem((), dx))?;
         }
+        for (prefix, m) in [("ptychopinn", &self.network), ("baseline", &self.baseline)] {
+            w.add(&format!("{prefix}_covered"), &m.covered.mapv(|c| c as u8))?;
+        }
         w.finish()?;
+        // Each panel's title names the method that aligned it.
+        let label = |m: &ModelEvaluation| format!("{} [{}]", m.name, m.aligned.method());
+        let (net_label, base_label) = (label(&self.network), label(&self.baseline));
         crate::evaluation::figure::comparison_figure(
             &dir.join("comparison.png"),
             &self.network.aligned.gt,
             &[
-                (NETWORK, &self.network.aligned.recon),
-                (BASELINE, &self.baseline.aligned.recon),
+                (
+                    &net_label,
+                    &self.network.aligned.recon,
+                    &self.network.covered,
+                ),
+                (
+                    &base_label,
+                    &self.baseline.aligned.recon,
+                    &self.baseline.covered,
+                ),
             ],
         )?;
         Ok(())
@@ -593,6 +700,19 @@ mod tests {
         assert!(j.metrics_unregistered.baseline.phase.ssim.0.is_finite());
         assert_eq!(j.model.gridsize, 1);
         assert_eq!(j.dataset.gridsize, 1);
+        // The method that aligned each model, the primary scores, the twin check.
+        assert!(
+            csv.contains("\nPtychoPINN,registration_method,,,correlation\n"),
+            "{csv}"
+        );
+        let reg = j.registration.network.as_ref().unwrap();
+        assert_eq!(reg.method, "correlation");
+        let pn = &j.primary.network;
+        assert!(pn.phase.pearson.0 > 0.9999 && pn.amplitude.pearson.0 > 0.9999);
+        assert_eq!(j.metrics.network.phase.pearson, Some(pn.phase.pearson));
+        assert!(pn.uncovered_fraction >= 0.0 && pn.uncovered_fraction < 0.5);
+        assert_eq!(j.twin.closer_to_twin, 0);
+        assert_eq!(j.twin.n_patches, pred.patches.dim().0);
         // The npz holds the documented keys.
         let npz =
             crate::io::npy::NpzFile::open(&d1.path().join("reconstructions_aligned.npz")).unwrap();

@@ -75,15 +75,51 @@ fn min_max(img: &Array2<f64>) -> (f64, f64) {
     }
 }
 
+/// The colour range of a panel: with a covered region, its 1st to 99th percentile (linear
+/// interpolation, as numpy's default) over the covered finite pixels, so that neither the holes
+/// nor a few outliers set the scale; without one, min to max.
+fn colour_range(img: &Array2<f64>, covered: Option<&Array2<bool>>) -> (f64, f64) {
+    let Some(mask) = covered else {
+        return min_max(img);
+    };
+    let mut v: Vec<f64> = img
+        .iter()
+        .zip(mask.iter())
+        .filter(|(x, &m)| m && x.is_finite())
+        .map(|(x, _)| *x)
+        .collect();
+    if v.is_empty() {
+        return min_max(img);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| {
+        let pos = p * (v.len() - 1) as f64;
+        let (i, f) = (pos.floor() as usize, pos - pos.floor());
+        let j = (i + 1).min(v.len() - 1);
+        v[i] + (v[j] - v[i]) * f
+    };
+    let (lo, hi) = (q(0.01), q(0.99));
+    if hi > lo {
+        (lo, hi)
+    } else {
+        (lo, lo + 1.0)
+    }
+}
+
+/// The colour of uncovered pixels.
+const MASKED: RGBColor = RGBColor(128, 128, 128);
+
 const PANEL_W: i32 = 300;
 const PANEL_H: i32 = 250;
 const IMG: i32 = 200;
 
-/// Draw one image panel (title, nearest-neighbour scaled image, colour bar with min/max).
+/// Draw one image panel (title, nearest-neighbour scaled image, colour bar with its range; see
+/// [`colour_range`]); pixels outside `covered` are drawn grey.
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
     img: &Array2<f64>,
+    covered: Option<&Array2<bool>>,
 ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let style = TextStyle::from(("sans-serif", 14).into_font()).color(&BLACK);
     area.draw_text(title, &style, (8, 4))?;
@@ -91,7 +127,8 @@ fn panel<DB: DrawingBackend>(
     if h == 0 || w == 0 {
         return Ok(());
     }
-    let (lo, hi) = min_max(img);
+    let covered = covered.filter(|m| m.dim() == img.dim());
+    let (lo, hi) = colour_range(img, covered);
     let scale = (IMG as f64 / h.max(w) as f64).max(1e-9);
     let (dh, dw) = ((h as f64 * scale) as i32, (w as f64 * scale) as i32);
     let (x0, y0) = (8, 26);
@@ -99,7 +136,10 @@ fn panel<DB: DrawingBackend>(
         let r = ((y as f64 / scale) as usize).min(h - 1);
         for x in 0..dw {
             let c = ((x as f64 / scale) as usize).min(w - 1);
-            let col = viridis((img[[r, c]] - lo) / (hi - lo));
+            let col = match covered {
+                Some(m) if !m[[r, c]] => MASKED,
+                _ => viridis(((img[[r, c]] - lo) / (hi - lo)).clamp(0.0, 1.0)),
+            };
             area.draw_pixel((x0 + x, y0 + y), &col)?;
         }
     }
@@ -129,6 +169,16 @@ pub fn complex_grid(
     title: &str,
     columns: &[(&str, &Array2<Complex64>)],
 ) -> Result<()> {
+    let cols: Vec<_> = columns.iter().map(|&(l, a)| (l, a, None)).collect();
+    complex_grid_masked(path, title, &cols)
+}
+
+/// One column of [`complex_grid_masked`]: its label, the image, and its covered region if any.
+pub type MaskedColumn<'a> = (&'a str, &'a Array2<Complex64>, Option<&'a Array2<bool>>);
+
+/// [`complex_grid`] with an optional covered region per column: colour ranges from it (1-99%),
+/// the pixels outside it grey.
+pub fn complex_grid_masked(path: &Path, title: &str, columns: &[MaskedColumn]) -> Result<()> {
     register_fonts();
     let ncol = columns.len().max(1) as i32;
     let (w, h) = ((PANEL_W * ncol) as u32, (PANEL_H * 2 + 30) as u32);
@@ -140,14 +190,16 @@ pub fn complex_grid(
             .map_err(|e| draw_err(path, e))?;
         let body = root.margin(30, 0, 0, 0);
         let rows = body.split_evenly((2, columns.len().max(1)));
-        for (k, (label, img)) in columns.iter().enumerate() {
+        for (k, (label, img, covered)) in columns.iter().enumerate() {
             let amp = img.mapv(|z| z.norm());
             let ph = img.mapv(|z| z.arg());
-            panel(&rows[k], &format!("{label}: amplitude"), &amp).map_err(|e| draw_err(path, e))?;
+            panel(&rows[k], &format!("{label}: amplitude"), &amp, *covered)
+                .map_err(|e| draw_err(path, e))?;
             panel(
                 &rows[columns.len() + k],
                 &format!("{label}: phase (rad)"),
                 &ph,
+                *covered,
             )
             .map_err(|e| draw_err(path, e))?;
         }
@@ -156,15 +208,16 @@ pub fn complex_grid(
     Ok(())
 }
 
-/// The evaluation's `comparison.png`: ground truth beside each model (aligned images).
+/// The evaluation's `comparison.png`: ground truth beside each model (aligned images, each with
+/// its covered region; the ground truth drawn over the first model's).
 pub fn comparison_figure(
     path: &Path,
     gt: &Array2<Complex64>,
-    models: &[(&str, &Array2<Complex64>)],
+    models: &[(&str, &Array2<Complex64>, &Array2<bool>)],
 ) -> Result<()> {
-    let mut cols = vec![("ground truth", gt)];
-    cols.extend(models.iter().copied());
-    complex_grid(
+    let mut cols = vec![("ground truth", gt, models.first().map(|m| m.2))];
+    cols.extend(models.iter().map(|&(l, a, m)| (l, a, Some(m))));
+    complex_grid_masked(
         path,
         "Reconstructions against ground truth (registered)",
         &cols,
@@ -337,8 +390,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let a = d.path().join("a.png");
         let b = d.path().join("b.png");
-        comparison_figure(&a, &img, &[("model", &img)]).unwrap();
-        comparison_figure(&b, &img, &[("model", &img)]).unwrap();
+        let covered = Array2::from_shape_fn((30, 40), |(r, _)| r > 3);
+        comparison_figure(&a, &img, &[("model", &img, &covered)]).unwrap();
+        comparison_figure(&b, &img, &[("model", &img, &covered)]).unwrap();
         let (ba, bb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
         assert_eq!(&ba[1..4], b"PNG");
         assert_eq!(ba, bb);
@@ -360,6 +414,20 @@ mod tests {
             &[0],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn colour_ranges_come_from_the_covered_region() {
+        // 0..99 covered, one huge value outside: the range is the covered 1st..99th percentile.
+        let mut img = Array2::from_shape_fn((10, 11), |(r, c)| (r * 11 + c) as f64);
+        img[[9, 10]] = 1e6;
+        let covered = Array2::from_shape_fn((10, 11), |(r, c)| r * 11 + c < 100);
+        let (lo, hi) = colour_range(&img, Some(&covered));
+        assert!(
+            (lo - 0.99).abs() < 1e-12 && (hi - 98.01).abs() < 1e-12,
+            "{lo} {hi}"
+        );
+        assert_eq!(colour_range(&img, None), (0.0, 1e6));
     }
 
     #[test]

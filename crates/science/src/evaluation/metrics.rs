@@ -8,7 +8,8 @@
 //!   repeated: `d c b a | a b c d`), mean over the image after dropping 3 border pixels;
 //! * MS-SSIM is PtychoPINN's (HEAD): weights `[0.0448, 0.2856, 0.3001, 0.2363, 0.1333]`, range
 //!   computed once at the start, decimation by taking every 2nd row and column, stop when the
-//!   smaller side drops below 7, negative SSIM clamped to 1e-4;
+//!   smaller side drops below 7, negative SSIM clamped to 1e-4, the whole MS-SSIM 0 when any
+//!   level's SSIM is NaN;
 //! * FRC rings use numpy rounding (half to even) of the distance to `(h/2, w/2)`; FRC50 and
 //!   FRC 1/7 are linearly interpolated crossings (HEAD convention), in ring units.
 
@@ -145,26 +146,15 @@ pub fn uniform_filter(a: &Array2<f64>, size: usize) -> Array2<f64> {
     filter_separable(a, &k)
 }
 
-/// scipy.ndimage `gaussian_filter(a, sigma)` with its defaults (`truncate = 4`, radius
-/// `int(4 sigma + 0.5)`, normalised kernel, `reflect` boundary), for MS-SSIM's amplitude blur.
-///
-/// The same filter as [`crate::numerics::gaussian::gaussian_filter`] (the probe's and the
-/// object's) in another order of operations: weights `exp(-(x/sigma)^2/2)`, the whole kernel
-/// summed in order, columns first. The two agree to a few 1e-15 but not bit for bit (about a
-/// fifth of the elements are identical), so one cannot replace the other without changing
-/// either every artifact downstream of the probes and the object or every SSIM in the study;
-/// both stay, sharing the `reflect` boundary.
-pub fn gaussian_filter(a: &Array2<f64>, sigma: f64) -> Array2<f64> {
-    if sigma <= 0.0 {
-        return a.clone();
-    }
-    let radius = (4.0 * sigma + 0.5) as isize;
-    let mut k: Vec<f64> = (-radius..=radius)
-        .map(|x| (-0.5 * (x as f64 / sigma).powi(2)).exp())
-        .collect();
-    let sum: f64 = k.iter().sum();
-    k.iter_mut().for_each(|v| *v /= sum);
-    filter_separable(a, &k)
+/// scipy.ndimage `gaussian_filter(a, sigma)` with its defaults (`truncate = 4`, `reflect`
+/// boundary) for MS-SSIM's amplitude blur: the one Gaussian of [`crate::numerics::gaussian`], the
+/// probe's and the object's (`sigma <= 0`: no blur).
+fn blur(a: &Array2<f64>, sigma: f64) -> Array2<f64> {
+    crate::numerics::gaussian::gaussian_filter(
+        &a.view(),
+        sigma,
+        crate::numerics::gaussian::TRUNCATE,
+    )
 }
 
 /// SSIM as scikit-image `structural_similarity(t, p, data_range)` with default settings (see
@@ -214,12 +204,13 @@ pub fn ssim(t: &Array2<f64>, p: &Array2<f64>, data_range: f64) -> Result<f64> {
 
 /// Multi-scale SSIM (PtychoPINN's `ms_ssim`, HEAD): both images optionally blurred with a
 /// Gaussian of `sigma` (0 = none) first; `data_range = max(range(t), range(p))` of the (blurred)
-/// inputs, computed once; at each level multiply by `max(SSIM, 1e-4)^w`, then keep every 2nd row
-/// and column; stop when the smaller side would drop below 7.
+/// inputs, computed once; at each level multiply by `SSIM^w` (a negative SSIM replaced by 1e-4;
+/// a NaN SSIM makes the whole result 0), then keep every 2nd row and column; stop when the
+/// smaller side would drop below 7.
 pub fn ms_ssim(t: &Array2<f64>, p: &Array2<f64>, sigma: f64) -> Result<f64> {
     same_shape(t, p, "MS-SSIM")?;
-    let mut a = gaussian_filter(t, sigma);
-    let mut b = gaussian_filter(p, sigma);
+    let mut a = blur(t, sigma);
+    let mut b = blur(p, sigma);
     let range = data_range(&a).max(data_range(&b));
     let mut value = 1.0;
     for &wgt in MS_SSIM_WEIGHTS.iter() {
@@ -228,8 +219,10 @@ pub fn ms_ssim(t: &Array2<f64>, p: &Array2<f64>, sigma: f64) -> Result<f64> {
             break;
         }
         let s = ssim(&a, &b, range)?;
-        let s = if s.is_nan() { 0.0 } else { s };
-        value *= s.max(1e-4).powf(wgt);
+        if s.is_nan() {
+            return Ok(0.0);
+        }
+        value *= if s < 0.0 { 1e-4 } else { s }.powf(wgt);
         a = a.slice(s![..;2, ..;2]).to_owned();
         b = b.slice(s![..;2, ..;2]).to_owned();
     }
@@ -431,6 +424,21 @@ pub(crate) fn tests_reference_shift() -> [f64; 2] {
     tests::reference_values::VALUES.registration_shift
 }
 
+/// scikit-image's results on the periodic registration cases of `scripts/reference_metrics.py`.
+#[cfg(test)]
+pub(crate) fn tests_reference_periodic_registrations() -> &'static [([f64; 2], [f64; 2], [f64; 2])]
+{
+    tests::reference_values::VALUES.periodic_registrations
+}
+
+/// PtychoPINN's unregistered scores of the 68x68 complex pair of `scripts/reference_metrics.py`
+/// (amplitude, phase): `[mae, mse, ssim, ms_ssim, frc50, frc1over7]`.
+#[cfg(test)]
+pub(crate) fn tests_reference_unregistered() -> ([f64; 6], [f64; 6]) {
+    let v = &tests::reference_values::VALUES;
+    (v.unregistered_amplitude, v.unregistered_phase)
+}
+
 /// The fixed test pair shared with `scripts/reference_metrics.py` (same formulas on both sides):
 /// `t[r,c] = 1 + 0.5 sin(0.3 c) cos(0.2 r) + 0.1 ((7 r + 3 c) mod 5)` and
 /// `p[r,c] = t[r,c] + 0.08 cos(0.7 r + 0.45 c) + 0.03 ((11 r + 5 c) mod 7 - 3)`, 40 x 48.
@@ -514,9 +522,7 @@ pub(crate) mod tests {
         assert_eq!(reflect(4, 4), 3);
         assert_eq!(reflect(5, 4), 2);
         let c = Array2::from_elem((9, 9), 3.0);
-        assert!(gaussian_filter(&c, 1.0)
-            .iter()
-            .all(|v| (v - 3.0).abs() < 1e-12));
+        assert!(blur(&c, 1.0).iter().all(|v| (v - 3.0).abs() < 1e-12));
         assert!(uniform_filter(&c, 7)
             .iter()
             .all(|v| (v - 3.0).abs() < 1e-12));

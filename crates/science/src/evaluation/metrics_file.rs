@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::evaluation::metrics::{ChannelMetrics, ImageMetrics};
+use crate::evaluation::primary::{PrimaryChannel, PrimaryMetrics};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::path::Path;
 
@@ -55,6 +56,9 @@ pub struct ChannelRecord {
     pub mae: Metric,
     pub ms_ssim: Metric,
     pub mse: Metric,
+    /// The primary Pearson correlation (on the covered region), where one was computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pearson: Option<Metric>,
     pub psnr_255: Metric,
     pub psnr_range: Metric,
     pub ssim: Metric,
@@ -68,6 +72,7 @@ impl From<&ChannelMetrics> for ChannelRecord {
             mae: Metric(c.mae),
             ms_ssim: Metric(c.ms_ssim),
             mse: Metric(c.mse),
+            pearson: None,
             psnr_255: Metric(c.psnr_255),
             psnr_range: Metric(c.psnr_range),
             ssim: Metric(c.ssim),
@@ -89,6 +94,66 @@ impl From<&ImageMetrics> for ImageRecord {
             phase: (&m.phase).into(),
         }
     }
+}
+
+impl ImageRecord {
+    /// The metrics with the primary Pearson correlation of each part beside them.
+    pub fn with_primary(m: &ImageMetrics, p: &PrimaryMetrics) -> Self {
+        let mut r = ImageRecord::from(m);
+        r.amplitude.pearson = Some(Metric(p.amplitude.pearson));
+        r.phase.pearson = Some(Metric(p.phase.pearson));
+        r
+    }
+}
+
+/// The primary scores of one channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrimaryChannelRecord {
+    pub mae: Metric,
+    pub mse: Metric,
+    pub pearson: Metric,
+    pub psnr: Metric,
+}
+
+impl From<&PrimaryChannel> for PrimaryChannelRecord {
+    fn from(c: &PrimaryChannel) -> Self {
+        PrimaryChannelRecord {
+            mae: Metric(c.mae),
+            mse: Metric(c.mse),
+            pearson: Metric(c.pearson),
+            psnr: Metric(c.psnr),
+        }
+    }
+}
+
+/// The primary scores of one reconstruction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrimaryRecord {
+    pub amplitude: PrimaryChannelRecord,
+    pub phase: PrimaryChannelRecord,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub uncovered_fraction: f64,
+}
+
+impl From<&PrimaryMetrics> for PrimaryRecord {
+    fn from(p: &PrimaryMetrics) -> Self {
+        PrimaryRecord {
+            amplitude: (&p.amplitude).into(),
+            phase: (&p.phase).into(),
+            uncovered_fraction: p.uncovered_fraction,
+        }
+    }
+}
+
+/// The primary scores of both reconstructions, with what they are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrimaryModels {
+    #[serde(rename = "PtychoPINN")]
+    pub network: PrimaryRecord,
+    pub coverage_margin: usize,
+    #[serde(rename = "ePIE")]
+    pub baseline: PrimaryRecord,
+    pub note: String,
 }
 
 /// The network's and the baseline's metrics.
@@ -157,16 +222,18 @@ pub struct Shift {
     pub dy: f64,
 }
 
-/// The registration shift applied to a reconstruction, and the phase correlation's result when
-/// it was rejected for the geometric shift.
+/// The registration shift applied to a reconstruction, the method that found it
+/// (`correlation` or `geometric fallback`), and the correlation's result when it was rejected
+/// for the geometric shift.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Offset {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_rejected: Option<Shift>,
     pub dx: f64,
     pub dy: f64,
+    pub method: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase_correlation_rejected: Option<Shift>,
 }
 
 /// The registration of both reconstructions (`None`: not registered).
@@ -191,12 +258,31 @@ pub struct MetricsFile {
     pub metrics: Models,
     pub metrics_unregistered: UnregisteredModels,
     pub model: ModelRecord,
+    /// The primary scores (on the covered region).
+    pub primary: PrimaryModels,
     pub psnr_note: String,
     pub registration: RegistrationRecord,
     /// The baseline's seed.
     pub seed: u64,
     pub stitch_crop: usize,
     pub timings: String,
+    /// The twin-image check of the network's patches.
+    pub twin: TwinRecord,
+}
+
+/// The twin-image check: how many of the network's patches correlate better with the twin.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TwinRecord {
+    pub closer_to_twin: usize,
+    pub disk_radius: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub fraction_closer_to_twin: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub mean_pearson_true: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub mean_pearson_twin: f64,
+    pub n_patches: usize,
+    pub note: String,
 }
 
 impl MetricsFile {

@@ -1,8 +1,9 @@
 //! The evaluation of a reconstruction against ground truth (reference section 8): patch
 //! geometry and stitching ([`stitch`]), registration ([`registration`]), the metrics
-//! ([`metrics`]), the ePIE baseline ([`baseline`]), the per-condition pipeline and its outputs
+//! ([`metrics`]), the primary scores on the covered region ([`primary`]), the ePIE baseline ([`baseline`]), the per-condition pipeline and its outputs
 //! ([`condition`], re-exported here), `metrics.json` typed ([`metrics_file`]), `compare` for any
-//! two images ([`compare`]) and the figures ([`figure`]).
+//! two images ([`compare`]) the figures ([`figure`]) and the twin-image
+//! check ([`twin`]).
 
 pub mod baseline;
 pub mod compare;
@@ -10,7 +11,9 @@ pub mod condition;
 pub mod figure;
 pub mod metrics;
 pub mod metrics_file;
+pub mod primary;
 pub mod registration;
 pub mod stitch;
+pub mod twin;
 
 pub use condition::*;

@@ -1,6 +1,14 @@
-//! Sub-pixel image registration: phase cross-correlation with upsampled-DFT refinement
-//! (Guizar-Sicairos et al. 2008, as scikit-image's `phase_cross_correlation` with
-//! `normalization="phase"`) and the Fourier shift that applies the result.
+//! Sub-pixel image registration: cross-correlation with upsampled-DFT refinement
+//! (Guizar-Sicairos et al. 2008, as scikit-image's `phase_cross_correlation`), phase-normalised
+//! ([`Normalization::Phase`], scikit-image's and PtychoPINN's default) or unnormalised
+//! ([`Normalization::None`], robust on stitched images with zero-filled borders), and the Fourier
+//! shift that applies the result.
+//!
+//! Precision: the phase normalisation divides the cross-power spectrum by its magnitude, floored
+//! at `100 eps` of the images' storage precision ([`Precision`], as scikit-image uses the dtype of
+//! its input). Flooring single-precision images at the double-precision epsilon turns their
+//! rounding noise into unit-magnitude spectrum terms that drown the signal: integer shifts (where
+//! the noise moves with the image) were still found, every fractional shift was not.
 //!
 //! Convention: [`phase_cross_correlation`] returns `(dy, dx)`, the shift (rows, columns, pixels)
 //! that [`fourier_shift`] must apply **to the moving image** to register it with the reference.
@@ -12,13 +20,70 @@ use ndarray::Array2;
 use num_complex::Complex64;
 use std::f64::consts::PI;
 
-/// The shift `(dy, dx)` to apply to `moving` so that it matches `reference`, to a precision of
-/// `1 / upsample_factor` pixel. Shifts above half the size wrap to negative. The cross-power
-/// spectrum is normalised by its magnitude (floored at `100 eps`).
+/// How the cross-power spectrum is normalised before the inverse transform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Normalization {
+    /// Divided by its magnitude (scikit-image `normalization="phase"`, PtychoPINN's).
+    Phase,
+    /// Left as is (scikit-image `normalization=None`): the plain cross-correlation.
+    None,
+}
+
+/// The floating-point precision the images were stored in (the `eps` of the phase normalisation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    Single,
+    Double,
+}
+
+impl Precision {
+    /// `Single` when every real and imaginary part is exactly an `f32` value (an image read from
+    /// complex64 or float32 data), else `Double`.
+    pub fn of(images: &[&Array2<Complex64>]) -> Precision {
+        let exact = |v: f64| (v as f32) as f64 == v;
+        if images
+            .iter()
+            .all(|a| a.iter().all(|z| exact(z.re) && exact(z.im)))
+        {
+            Precision::Single
+        } else {
+            Precision::Double
+        }
+    }
+
+    fn epsilon(self) -> f64 {
+        match self {
+            Precision::Single => f32::EPSILON as f64,
+            Precision::Double => f64::EPSILON,
+        }
+    }
+}
+
+/// Phase-normalised cross-correlation of double-precision images: see [`cross_correlation`].
 pub fn phase_cross_correlation(
     reference: &Array2<f64>,
     moving: &Array2<f64>,
     upsample_factor: usize,
+) -> Result<(f64, f64)> {
+    cross_correlation(
+        reference,
+        moving,
+        upsample_factor,
+        Normalization::Phase,
+        Precision::Double,
+    )
+}
+
+/// The shift `(dy, dx)` to apply to `moving` so that it matches `reference`, to a precision of
+/// `1 / upsample_factor` pixel. Shifts above half the size wrap to negative. With
+/// [`Normalization::Phase`] the cross-power spectrum is normalised by its magnitude, floored at
+/// `100 eps` of `precision`.
+pub fn cross_correlation(
+    reference: &Array2<f64>,
+    moving: &Array2<f64>,
+    upsample_factor: usize,
+    normalization: Normalization,
+    precision: Precision,
 ) -> Result<(f64, f64)> {
     if reference.dim() != moving.dim() {
         return Err(Error::Invalid(format!(
@@ -38,10 +103,13 @@ pub fn phase_cross_correlation(
     let mut b = moving.mapv(|v| Complex64::new(v, 0.0));
     plan.forward(&mut a);
     plan.forward(&mut b);
-    let floor = 100.0 * f64::EPSILON;
+    let floor = 100.0 * precision.epsilon();
     let product = Array2::from_shape_fn((h, w), |ij| {
         let z = a[ij] * b[ij].conj();
-        z / z.norm().max(floor)
+        match normalization {
+            Normalization::Phase => z / z.norm().max(floor),
+            Normalization::None => z,
+        }
     });
     let mut cc = product.clone();
     plan.inverse_normalized(&mut cc);
@@ -162,6 +230,64 @@ mod tests {
         let want = crate::evaluation::metrics::tests_reference_shift();
         assert!((dy - want[0]).abs() < 1e-9, "{dy} vs {}", want[0]);
         assert!((dx - want[1]).abs() < 1e-9, "{dx} vs {}", want[1]);
+    }
+
+    /// The periodic image of `scripts/reference_metrics.py` (every period divides 68).
+    fn periodic() -> Array2<f64> {
+        let tau = 2.0 * PI;
+        Array2::from_shape_fn((68, 68), |(r, c)| {
+            let (r, c) = (r as f64, c as f64);
+            1.0 + 0.5 * (tau * r / 68.0).sin() * (tau * 2.0 * c / 68.0).cos()
+                + 0.3 * (tau * (3.0 * r + c) / 34.0).cos()
+                + 0.2 * (tau * 5.0 * c / 68.0 + 1.0).sin()
+        })
+    }
+
+    #[test]
+    fn fractional_shifts_of_periodic_images_match_scikit_image_in_both_precisions() {
+        let reference = periodic();
+        let single = |a: &Array2<f64>| a.mapv(|v| v as f32 as f64);
+        for (applied, want64, want32) in
+            crate::evaluation::metrics::tests_reference_periodic_registrations()
+        {
+            let moving = shifted(&reference, applied[0], applied[1]);
+            let got64 = cross_correlation(
+                &reference,
+                &moving,
+                50,
+                Normalization::Phase,
+                Precision::Double,
+            )
+            .unwrap();
+            // Stored as float32, as the study's images are; the precision is read off the data.
+            let (r32, m32) = (single(&reference), single(&moving));
+            let c = |a: &Array2<f64>| a.mapv(|v| Complex64::new(v, 0.0));
+            let precision = Precision::of(&[&c(&r32), &c(&m32)]);
+            assert_eq!(precision, Precision::Single);
+            let got32 = cross_correlation(&r32, &m32, 50, Normalization::Phase, precision).unwrap();
+            for (got, want) in [(got64, want64), (got32, want32)] {
+                // One step of the 1/50 px grid at most (the two sides round differently).
+                assert!(
+                    (got.0 - want[0]).abs() <= 0.02 + 1e-6
+                        && (got.1 - want[1]).abs() <= 0.02 + 1e-6,
+                    "shift {applied:?}: found {got:?}, scikit-image {want:?}"
+                );
+            }
+            // The unnormalised correlation finds the same shift on these images.
+            let plain = cross_correlation(
+                &reference,
+                &moving,
+                50,
+                Normalization::None,
+                Precision::Double,
+            )
+            .unwrap();
+            assert!(
+                (plain.0 + applied[0]).abs() <= 0.02 + 1e-6
+                    && (plain.1 + applied[1]).abs() <= 0.02 + 1e-6,
+                "unnormalised: {plain:?} for {applied:?}"
+            );
+        }
     }
 
     #[test]

@@ -54,6 +54,7 @@ prim!(f32, "<f4");
 prim!(f64, "<f8");
 prim!(i64, "<i8");
 prim!(i32, "<i4");
+prim!(u8, "|u1");
 
 impl NpyElement for Complex32 {
     const DESCR: &'static str = "<c8";
