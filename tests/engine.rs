@@ -422,3 +422,81 @@ fn the_no_op_stamp_never_hides_a_change() {
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(!r.stderr.contains("stamp: nothing changed"), "{}", r.stderr);
 }
+
+#[test]
+fn replicates_share_their_datasets_and_a_seed_change_rebuilds_only_its_replicate() {
+    let s = Study::new();
+    s.write_studyfile(&s.original().replace(
+        "train_seed = 42\n",
+        "train_seed = 42\nmodel_seed = [42, 7]\n",
+    ));
+    let r = s.run(&[]);
+    r.ok();
+    // 3 probes, 1 object; per condition 2 datasets and 2 replicates of model and metrics; the
+    // report.
+    assert_eq!(
+        built(&r.stdout).len(),
+        3 + 1 + 4 * (2 + 2 * 2) + 1,
+        "{}",
+        r.stdout
+    );
+    let weights = |rep: &str| {
+        std::fs::read_to_string(s.path(&format!("out/gs2_hybrid/{rep}/model/weights.txt"))).unwrap()
+    };
+    assert!(
+        weights("s7").starts_with("weights gridsize=2 seed=7 "),
+        "{}",
+        weights("s7")
+    );
+    assert!(weights("s42").starts_with("weights gridsize=2 seed=42 "));
+    // Both replicates trained on the one dataset of their condition.
+    let on = |rep: &str| {
+        std::fs::read(s.path(&format!("out/gs2_hybrid/{rep}/model/trained_on.txt"))).unwrap()
+    };
+    assert_eq!(on("s7"), on("s42"));
+    assert_eq!(
+        on("s7"),
+        std::fs::read(s.path("out/gs2_hybrid/train_data.npz")).unwrap()
+    );
+    let v = s.run(&["verify"]);
+    v.ok();
+    assert!(
+        v.stdout.contains("verify: all 29 targets hold"),
+        "{}",
+        v.stdout
+    );
+    // One condition changes one of its seeds: that replicate's model and metrics and the
+    // report are built, never a dataset.
+    s.append("\n[conditions.gs1_idealized]\nmodel_seed = [42, 8]\n");
+    let r = s.run(&[]);
+    r.ok();
+    let mut b = built(&r.stdout);
+    b.sort();
+    assert_eq!(
+        b,
+        [
+            "gs1_idealized/s8/metrics",
+            "gs1_idealized/s8/model",
+            "report"
+        ],
+        "{}",
+        r.stdout
+    );
+    // `CONDITION/KIND` selects every replicate: cleaned, then restored from the cache.
+    s.run(&["clean", "gs2_hybrid/model"]).ok();
+    assert!(!s.path("out/gs2_hybrid/s7/model").exists());
+    assert!(!s.path("out/gs2_hybrid/s42/model").exists());
+    let r = s.run(&["gs2_hybrid/model"]);
+    r.ok();
+    assert!(built(&r.stdout).is_empty(), "{}", r.stdout);
+    assert_eq!(r.stdout.matches("] restored ").count(), 2, "{}", r.stdout);
+    // A single seed: the plain names again, and the seed-42 model comes from the cache.
+    s.write_studyfile(
+        &s.original()
+            .replace("train_seed = 42\n", "train_seed = 42\nmodel_seed = 42\n"),
+    );
+    let r = s.run(&["gs2_hybrid/model"]);
+    r.ok();
+    assert!(built(&r.stdout).is_empty(), "{}", r.stdout);
+    assert!(s.path("out/gs2_hybrid/model/weights.txt").is_file());
+}

@@ -77,3 +77,41 @@ fn the_builtin_recipes_build_the_tiny_study_and_it_verifies() {
         assert!(study.join("report").join(f).is_file(), "{f}");
     }
 }
+
+#[test]
+fn replicates_of_the_builtin_model_verify_and_the_report_gives_their_spread() {
+    let s = Study::from_fixture("tiny");
+    s.write_studyfile(&s.original().replace(
+        "train_seed = 42\n",
+        "train_seed = 42\nmodel_seed = [42, 5]\n",
+    ));
+    let r = s.run(&["-j2", "all"]);
+    r.ok();
+    assert_eq!(
+        built(&r.stdout).len(),
+        4 + 4 * (2 + 2 * 2) + 1,
+        "{}",
+        r.stdout
+    );
+    let v = s.run(&["verify"]);
+    v.ok();
+    assert!(
+        v.stdout.contains("verify: all 29 targets hold"),
+        "{}",
+        v.stdout
+    );
+    // Each replicate's model holds its own seed, read back as verify reads it.
+    let study = s.path("study");
+    for seed in [42, 5] {
+        let facts = studymake_study::facts::model(&study.join(format!("gs2_hybrid/s{seed}/model")))
+            .unwrap();
+        let f = facts.iter().find(|f| f.param == "seed").unwrap();
+        assert_eq!(f.value, studymake_engine::params::Value::Int(seed));
+    }
+    let summary = std::fs::read_to_string(study.join("report/summary.csv")).unwrap();
+    // Per condition two network rows and the baseline's.
+    assert_eq!(summary.lines().count(), 1 + 4 * 3, "{summary}");
+    let md = std::fs::read_to_string(study.join("report/summary.md")).unwrap();
+    assert!(md.contains("| gs1_hybrid | 2 (s5, s42) |"), "{md}");
+    assert!(md.contains("mean +- 2 standard errors"), "{md}");
+}

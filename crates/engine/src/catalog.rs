@@ -127,6 +127,26 @@ pub struct Summary {
     pub axis_params: Vec<&'static str>,
 }
 
+/// Replicates: a parameter of some condition kinds that may list several values (a seed), each
+/// giving its own target of every replicated kind, so a condition's result can be measured with
+/// its spread while the targets that do not read it (its datasets) are built once.
+///
+/// `PARAM = [42, 1, 2]` (in `[params]`, a profile or a condition's table) gives each replicated
+/// kind one target per value, `CONDITION/PREFIX<value>/KIND` (`gs1_idealized/s42/model`), whose
+/// inputs of replicated kinds are the same replicate's; a single value (`PARAM = 42`) gives the
+/// plain `CONDITION/KIND`. The summary reads each replicate as `KIND.CONDITION/PREFIX<value>`.
+#[derive(Clone, Debug)]
+pub struct Replicates {
+    /// The study parameter that may list values.
+    pub param: &'static str,
+    /// The study parameter read in its place when it is set nowhere (always one replicate).
+    pub fallback: Option<&'static str>,
+    /// The kinds replicated: those that read `param` and those that read their outputs.
+    pub kinds: Vec<&'static str>,
+    /// The replicate's directory is this prefix and the value (`s` + `42`).
+    pub prefix: &'static str,
+}
+
 /// How a study's targets are laid out, declared by the study layer.
 #[derive(Clone, Debug)]
 pub struct Shape {
@@ -145,6 +165,8 @@ pub struct Shape {
     /// command recipe of a condition reads them (each may be a bare placeholder such as
     /// `{seed}`), and `verify` checks their recorded and reported values against the declaration.
     pub condition_params: Vec<&'static str>,
+    /// The kinds that may be built several times per condition, one per value of a parameter.
+    pub replicates: Option<Replicates>,
 }
 
 impl Shape {
@@ -178,6 +200,13 @@ impl Shape {
         out.extend(self.kinds.iter().map(|k| k.name));
         out.extend(self.summary.iter().map(|s| s.name));
         out
+    }
+
+    /// Whether targets of `kind` are replicated.
+    pub fn is_replicated(&self, kind: &str) -> bool {
+        self.replicates
+            .as_ref()
+            .is_some_and(|r| r.kinds.contains(&kind))
     }
 
     /// The study parameter a target of `kind` reads for a recipe parameter.

@@ -4,11 +4,11 @@
 //! The study: `[sources.NAME]` artifacts (kind `source`); a matrix of a structural `level` (1 to
 //! 4) by `source`; every condition has a `prepared` target (reads its source) and a `fit`
 //! (reads the prepared data); a `summary` reads every fit and every source. `fit` reads `seed`
-//! as `fit_seed`.
+//! as `fit_seed`, which may list values: one `fit` per value (replicates).
 
 use crate::catalog::{
-    Axis, AxisValues, Catalog, Fact, InputFrom, Kind, OutputKind, ParamDecl, RecipeInfo, Section,
-    Shape, Summary,
+    Axis, AxisValues, Catalog, Fact, InputFrom, Kind, OutputKind, ParamDecl, RecipeInfo,
+    Replicates, Section, Shape, Summary,
 };
 use crate::error::Result;
 use crate::graph::Graph;
@@ -76,6 +76,12 @@ pub fn catalog() -> TestCatalog {
             axis_params: vec!["level"],
         }),
         condition_params: vec!["seed"],
+        replicates: Some(Replicates {
+            param: "fit_seed",
+            fallback: None,
+            kinds: vec!["fit"],
+            prefix: "s",
+        }),
     };
     let recipes = vec![
         RecipeInfo {

@@ -6,7 +6,7 @@
 //! now, and lineage (each artifact's recorded inputs are the current outputs of the targets it
 //! claims to come from).
 
-use crate::catalog::{Catalog, ConditionParams};
+use crate::catalog::{Catalog, ConditionParams, Fact, Shape};
 use crate::error::Result;
 use crate::freshness::{diff, key_material};
 use crate::graph::{Graph, InputSource, Target};
@@ -122,6 +122,27 @@ impl Audit {
         }
         s
     }
+}
+
+/// A condition parameter (a seed; a replicate's own) read from a target's artifact must be the
+/// one the target declares: one message per disagreement.
+fn condition_param_findings(shape: &Shape, t: &Target, facts: &[Fact]) -> Vec<String> {
+    facts
+        .iter()
+        .filter(|f| f.condition.is_none() && shape.condition_params.contains(&f.param.as_str()))
+        .filter_map(|f| {
+            let declared = t.params.get(&f.param)?;
+            (!f.value.same_as(declared)).then(|| {
+                format!(
+                    "{} says {} {} (read from the artifact), the target declares {} {declared}",
+                    f.source,
+                    f.param,
+                    f.value,
+                    shape.study_name(&t.kind, &f.param)
+                )
+            })
+        })
+        .collect()
 }
 
 /// A target's row in the table: its condition, or `study`.
@@ -409,6 +430,9 @@ pub fn verify(
             let facts = catalog
                 .inspect(&t.kind, &graph.output_path(i))
                 .unwrap_or_default();
+            for message in condition_param_findings(shape, t, &facts) {
+                add(Check::Structure, message);
+            }
             for f in facts.iter().filter(|f| shape.is_structural(&f.param)) {
                 let (condition, own) = match &f.condition {
                     Some(c) => (graph.conditions.iter().find(|x| &x.name == c), false),
@@ -476,4 +500,31 @@ pub fn verify(
         findings,
         rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Value;
+    use crate::testing::{catalog, graph, studyfile_text};
+
+    #[test]
+    fn a_replicate_whose_artifact_holds_another_seed_is_named() {
+        let text = "[matrix]\nlevel = [1]\nsource = [\"a\"]\n";
+        let g = graph(&studyfile_text(text).replace("fit_seed = 3", "fit_seed = [3, 4]")).unwrap();
+        let cat = catalog();
+        let t = &g.targets[g.find("l1_a/s4/fit").unwrap()];
+        let fact = |seed: i64| Fact {
+            param: "seed".into(),
+            condition: None,
+            value: Value::Int(seed),
+            source: "the fit's header".into(),
+            label: "seed".into(),
+        };
+        assert!(condition_param_findings(cat.shape(), t, &[fact(4)]).is_empty());
+        assert_eq!(
+            condition_param_findings(cat.shape(), t, &[fact(3)]),
+            ["the fit's header says seed 3 (read from the artifact), the target declares fit_seed 4"]
+        );
+    }
 }

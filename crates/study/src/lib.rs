@@ -14,6 +14,7 @@ pub mod probe;
 pub mod report;
 pub mod shape;
 pub mod simulate;
+pub mod verdict;
 
 use crate::error::Result;
 use crate::facts::GRIDSIZE;
@@ -177,7 +178,9 @@ impl Builtins {
                 RecipeInfo {
                     name: "report",
                     // v2: criteria on the primary scores, primary and twin tables.
-                    version: 2,
+                    // v3: replicates (means, spreads, a `replicate` column in summary.csv) and
+                    // criteria decided with their uncertainty.
+                    version: 3,
                     params: vec![],
                     inputs: vec!["*"],
                     output: Dir,

@@ -3,14 +3,24 @@
 //!
 //! Inputs: `metrics.<condition>` (evaluation directories), `model.<condition>` (model
 //! directories; per-epoch `train_loss`/`val_loss` arrays are looked for anywhere in their
-//! `model.json`), `probe.<name>` (complex `.npy`). Params: `gridsize.<condition>` (Int) and
-//! `probe.<condition>` (Str, the probe's name) for every condition.
+//! `model.json`), `probe.<name>` (complex `.npy`); a condition with replicates has
+//! `metrics.<condition>/<replicate>` and `model.<condition>/<replicate>` instead. Params:
+//! `gridsize.<condition>` (Int) and `probe.<condition>` (Str, the probe's name) for every
+//! condition.
 //!
-//! Outputs: `summary.md`, `summary.csv`, `reconstructions.png`, `probes.png`, `losses.png`,
-//! `frc_amplitude.png`, `frc_phase.png`. All deterministic (conditions in sorted order).
+//! The network's numbers of a condition are the mean over its replicates, with their standard
+//! deviation beside them; the criteria are decided with their uncertainty ([`crate::verdict`]).
+//! The ePIE baseline does not depend on the model's seed: its numbers are the first
+//! replicate's.
+//!
+//! Outputs: `summary.md`, `summary.csv` (a row per replicate), `reconstructions.png` (the
+//! first replicate of each condition), `probes.png`, `losses.png` (the first replicate),
+//! `frc_amplitude.png`, `frc_phase.png` (the first replicate). All deterministic (conditions
+//! and replicates in sorted order).
 
 use crate::error::{Error, Result};
 use crate::facts::GRIDSIZE;
+use crate::verdict::{mean_sd, Estimate, Verdict};
 use ndarray::Array2;
 use num_complex::{Complex32, Complex64};
 use std::collections::BTreeMap;
@@ -41,24 +51,105 @@ pub struct ModelNumbers {
     pub uncovered: f64,
 }
 
+impl ModelNumbers {
+    fn to_vec(&self) -> Vec<f64> {
+        let mut v = Vec::with_capacity(15);
+        for pair in [
+            self.psnr_range,
+            self.psnr_255,
+            self.ssim,
+            self.ms_ssim,
+            self.frc50,
+            self.primary_psnr,
+            self.pearson,
+        ] {
+            v.extend(pair);
+        }
+        v.push(self.uncovered);
+        v
+    }
+
+    fn from_vec(v: &[f64]) -> ModelNumbers {
+        let pair = |k: usize| [v[2 * k], v[2 * k + 1]];
+        ModelNumbers {
+            psnr_range: pair(0),
+            psnr_255: pair(1),
+            ssim: pair(2),
+            ms_ssim: pair(3),
+            frc50: pair(4),
+            primary_psnr: pair(5),
+            pearson: pair(6),
+            uncovered: v[14],
+        }
+    }
+
+    /// The mean over replicates and, for two or more, the sample standard deviation, number
+    /// by number.
+    pub fn mean_sd(runs: &[ModelNumbers]) -> (ModelNumbers, Option<ModelNumbers>) {
+        let cols: Vec<Vec<f64>> = runs.iter().map(ModelNumbers::to_vec).collect();
+        let (mut mean, mut sd) = (Vec::new(), Vec::new());
+        for k in 0..cols[0].len() {
+            let xs: Vec<f64> = cols.iter().map(|c| c[k]).collect();
+            let (m, s) = mean_sd(&xs);
+            mean.push(m);
+            sd.push(s.unwrap_or(f64::NAN));
+        }
+        (
+            ModelNumbers::from_vec(&mean),
+            (runs.len() > 1).then(|| ModelNumbers::from_vec(&sd)),
+        )
+    }
+}
+
+/// One replicate of a condition (its model's seed): the network's numbers.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// The replicate's label (`s42`), empty for a condition without replicates.
+    pub label: String,
+    pub network: ModelNumbers,
+    pub twin_fraction: f64,
+    pub losses: Option<(Vec<f64>, Vec<f64>)>,
+}
+
 /// One condition as the report sees it.
 #[derive(Clone, Debug)]
 pub struct Condition {
     pub name: String,
     pub gridsize: i64,
     pub probe: String,
+    /// The network's numbers: the mean over the replicates.
     pub network: ModelNumbers,
+    /// Their standard deviation over the replicates, when there are two or more.
+    pub network_sd: Option<ModelNumbers>,
+    /// Every replicate, in label order.
+    pub runs: Vec<Run>,
     pub baseline: ModelNumbers,
-    /// `(model, bin, amplitude, phase)` rows of `frc_curves.csv`.
+    /// `(model, bin, amplitude, phase)` rows of the first replicate's `frc_curves.csv`.
     pub frc: Vec<(String, usize, f64, f64)>,
-    /// Training and validation loss per epoch, when the model records them.
-    pub losses: Option<(Vec<f64>, Vec<f64>)>,
+    /// The first replicate's evaluation directory (for the figures).
     pub metrics_dir: PathBuf,
-    /// The fraction of the network's patches closer to their twin image than to the truth.
+    /// The fraction of the network's patches closer to their twin image than to the truth:
+    /// the mean over the replicates.
     pub twin_fraction: f64,
-    /// The method that aligned the network's reconstruction (`correlation`, `geometric
-    /// fallback`).
+    /// The method that aligned the first replicate's reconstruction (`correlation`,
+    /// `geometric fallback`).
     pub network_alignment: String,
+}
+
+impl Condition {
+    /// The estimate of one of the network's numbers over the replicates.
+    pub fn estimate(&self, pick: impl Fn(&ModelNumbers) -> f64) -> Estimate {
+        let xs: Vec<f64> = self.runs.iter().map(|r| pick(&r.network)).collect();
+        Estimate::of(&xs)
+    }
+
+    /// `label` for a replicate's rows and titles: ` s42`, or nothing.
+    fn replicate_suffix(&self) -> String {
+        match self.runs.first() {
+            Some(r) if !r.label.is_empty() => format!(" {}", r.label),
+            _ => String::new(),
+        }
+    }
 }
 
 fn model_numbers(m: &ImageRecord, primary: &PrimaryRecord) -> ModelNumbers {
@@ -169,15 +260,29 @@ pub fn probe_kind(name: &str) -> Option<&'static str> {
     }
 }
 
-/// Gather the conditions of a report job (sorted by name), checking every condition's gridsize
-/// (model and dataset in `metrics.json`) against the declared `gridsize.<condition>`.
+/// One `metrics.*` input read: its condition, replicate label and records.
+struct Read {
+    condition: String,
+    label: String,
+    run: Run,
+    baseline: ModelNumbers,
+    gridsize: i64,
+    dir: PathBuf,
+    alignment: String,
+    holes: f64,
+}
+
+/// Gather the conditions of a report job (sorted by name, replicates by label), checking every
+/// replicate's gridsize (model and dataset in `metrics.json`) against the declared
+/// `gridsize.<condition>`.
 pub fn gather(job: &JobSpec) -> Result<(Vec<Condition>, Vec<String>)> {
     let mut notes = Vec::new();
-    let mut conds = Vec::new();
+    let mut reads: Vec<Read> = Vec::new();
     for (role, dir) in &job.inputs {
-        let Some(name) = role.strip_prefix("metrics.") else {
+        let Some(at) = role.strip_prefix("metrics.") else {
             continue;
         };
+        let (name, label) = at.split_once('/').unwrap_or((at, ""));
         let j = MetricsFile::read(dir)?;
         let (mg, dg) = (j.model.gridsize, j.dataset.gridsize);
         let declared = job.param_i64(&format!("{GRIDSIZE}.{name}"))?;
@@ -185,13 +290,67 @@ pub fn gather(job: &JobSpec) -> Result<(Vec<Condition>, Vec<String>)> {
             return Err(Error::Build {
                 target: job.target.clone(),
                 message: format!(
-                    "condition {name}: metrics.json records model gridsize {mg} and dataset \
+                    "condition {at}: metrics.json records model gridsize {mg} and dataset \
                      gridsize {dg}, but the report declares {GRIDSIZE}.{name} = {declared}"
                 ),
             });
         }
-        let probe = job.param_str(&format!("probe.{name}"))?.to_string();
-        let holes = j.coverage.network.uncovered_fraction;
+        let losses = match job.inputs.get(&format!("model.{at}")) {
+            Some(md) => match read_losses(md) {
+                Ok(l) => Some(l),
+                Err(why) => {
+                    notes.push(format!("No loss curves for {at}: {why}."));
+                    None
+                }
+            },
+            None => {
+                notes.push(format!("No loss curves for {at}: no `model.{at}` input."));
+                None
+            }
+        };
+        reads.push(Read {
+            condition: name.to_string(),
+            label: label.to_string(),
+            run: Run {
+                label: label.to_string(),
+                network: model_numbers(&j.metrics.network, &j.primary.network),
+                twin_fraction: j.twin.fraction_closer_to_twin,
+                losses,
+            },
+            baseline: model_numbers(&j.metrics.baseline, &j.primary.baseline),
+            gridsize: mg,
+            dir: dir.clone(),
+            alignment: j
+                .registration
+                .network
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |o| o.method.clone()),
+            holes: j.coverage.network.uncovered_fraction,
+        });
+    }
+    if reads.is_empty() {
+        return Err(Error::Build {
+            target: job.target.clone(),
+            message: "the report has no `metrics.<condition>` inputs".into(),
+        });
+    }
+    // Replicates in numeric order of their seeds where the labels end in one (s2 before s10).
+    let order = |l: &str| {
+        let digits = l.trim_start_matches(|c: char| !c.is_ascii_digit());
+        (digits.parse::<u64>().unwrap_or(u64::MAX), l.to_string())
+    };
+    reads.sort_by(|a, b| (&a.condition, order(&a.label)).cmp(&(&b.condition, order(&b.label))));
+    let mut conds: Vec<Condition> = Vec::new();
+    let mut k = 0;
+    while k < reads.len() {
+        let name = reads[k].condition.clone();
+        let end = k + reads[k..]
+            .iter()
+            .take_while(|r| r.condition == name)
+            .count();
+        let group = &reads[k..end];
+        let first = &group[0];
+        let holes = first.holes;
         if holes > 0.01 {
             notes.push(format!(
                 "{name}: {:.1}% of the evaluated area is covered by no stitched crop (zeros, \
@@ -201,81 +360,71 @@ pub fn gather(job: &JobSpec) -> Result<(Vec<Condition>, Vec<String>)> {
                 100.0 * holes
             ));
         }
-        let losses = match job.inputs.get(&format!("model.{name}")) {
-            Some(md) => match read_losses(md) {
-                Ok(l) => Some(l),
-                Err(why) => {
-                    notes.push(format!("No loss curves for {name}: {why}."));
-                    None
-                }
-            },
-            None => {
-                notes.push(format!(
-                    "No loss curves for {name}: no `model.{name}` input."
-                ));
-                None
-            }
-        };
+        let runs: Vec<Run> = group.iter().map(|r| r.run.clone()).collect();
+        let nets: Vec<ModelNumbers> = runs.iter().map(|r| r.network.clone()).collect();
+        let (network, network_sd) = ModelNumbers::mean_sd(&nets);
+        let twins: Vec<f64> = runs.iter().map(|r| r.twin_fraction).collect();
         conds.push(Condition {
-            name: name.to_string(),
-            gridsize: mg,
-            probe,
-            network: model_numbers(&j.metrics.network, &j.primary.network),
-            baseline: model_numbers(&j.metrics.baseline, &j.primary.baseline),
-            frc: read_frc(dir)?,
-            losses,
-            metrics_dir: dir.clone(),
-            twin_fraction: j.twin.fraction_closer_to_twin,
-            network_alignment: j
-                .registration
-                .network
-                .as_ref()
-                .map_or_else(|| "none".to_string(), |o| o.method.clone()),
+            name: name.clone(),
+            gridsize: first.gridsize,
+            probe: job.param_str(&format!("probe.{name}"))?.to_string(),
+            network,
+            network_sd,
+            runs,
+            baseline: first.baseline.clone(),
+            frc: read_frc(&first.dir)?,
+            metrics_dir: first.dir.clone(),
+            twin_fraction: mean_sd(&twins).0,
+            network_alignment: first.alignment.clone(),
         });
+        k = end;
     }
-    if conds.is_empty() {
-        return Err(Error::Build {
-            target: job.target.clone(),
-            message: "the report has no `metrics.<condition>` inputs".into(),
-        });
-    }
-    conds.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((conds, notes))
 }
 
-const CSV_HEADER: &str = "condition,gridsize,probe,model,psnr_range_amp,psnr_range_phase,\
+const CSV_HEADER: &str =
+    "condition,gridsize,probe,replicate,model,psnr_range_amp,psnr_range_phase,\
 psnr_255_amp,psnr_255_phase,ssim_amp,ssim_phase,ms_ssim_amp,ms_ssim_phase,frc50_amp,frc50_phase,\
 primary_psnr_amp,primary_psnr_phase,pearson_amp,pearson_phase,uncovered_fraction";
 
-/// `summary.csv`: one row per condition and model.
+/// `summary.csv`: one row per replicate of the network and one of the baseline per condition
+/// (the baseline's `replicate` is empty: it does not depend on the model's seed).
 pub fn summary_csv(conds: &[Condition]) -> String {
     let mut s = format!("{CSV_HEADER}\n");
     for c in conds {
-        for (model, m) in [(NETWORK, &c.network), (BASELINE, &c.baseline)] {
+        let mut rows: Vec<(&str, &str, &ModelNumbers)> = c
+            .runs
+            .iter()
+            .map(|r| (r.label.as_str(), NETWORK, &r.network))
+            .collect();
+        rows.push(("", BASELINE, &c.baseline));
+        for (replicate, model, m) in rows {
+            let numbers: Vec<String> = m.to_vec().into_iter().map(f6).collect();
             s.push_str(&format!(
-                "{},{},{},{model},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{replicate},{model},{}\n",
                 c.name,
                 c.gridsize,
                 c.probe,
-                f6(m.psnr_range[0]),
-                f6(m.psnr_range[1]),
-                f6(m.psnr_255[0]),
-                f6(m.psnr_255[1]),
-                f6(m.ssim[0]),
-                f6(m.ssim[1]),
-                f6(m.ms_ssim[0]),
-                f6(m.ms_ssim[1]),
-                f6(m.frc50[0]),
-                f6(m.frc50[1]),
-                f6(m.primary_psnr[0]),
-                f6(m.primary_psnr[1]),
-                f6(m.pearson[0]),
-                f6(m.pearson[1]),
-                f6(m.uncovered),
+                numbers.join(",")
             ));
         }
     }
     s
+}
+
+/// The idealized and the hybrid condition of each gridsize that has both.
+fn probe_pairs(conds: &[Condition]) -> Vec<(i64, &Condition, &Condition)> {
+    let gs: std::collections::BTreeSet<i64> = conds.iter().map(|c| c.gridsize).collect();
+    gs.into_iter()
+        .filter_map(|g| {
+            let find = |kind: &str| {
+                conds
+                    .iter()
+                    .find(|c| c.gridsize == g && probe_kind(&c.probe) == Some(kind))
+            };
+            Some((g, find("idealized")?, find("hybrid")?))
+        })
+        .collect()
 }
 
 /// Idealized minus hybrid PSNR (`[amplitude, phase]`, the one `psnr` picks) of a model per
@@ -285,28 +434,120 @@ pub fn degradation(
     pick: fn(&Condition) -> &ModelNumbers,
     psnr: fn(&ModelNumbers) -> [f64; 2],
 ) -> BTreeMap<i64, [f64; 2]> {
-    let mut out = BTreeMap::new();
-    let gs: std::collections::BTreeSet<i64> = conds.iter().map(|c| c.gridsize).collect();
-    for g in gs {
-        let find = |kind: &str| {
-            conds
-                .iter()
-                .find(|c| c.gridsize == g && probe_kind(&c.probe) == Some(kind))
-        };
-        if let (Some(i), Some(h)) = (find("idealized"), find("hybrid")) {
+    probe_pairs(conds)
+        .into_iter()
+        .map(|(g, i, h)| {
             let (a, b) = (psnr(pick(i)), psnr(pick(h)));
-            out.insert(g, [a[0] - b[0], a[1] - b[1]]);
-        }
-    }
-    out
+            (g, [a[0] - b[0], a[1] - b[1]])
+        })
+        .collect()
 }
 
-fn mark(ok: bool) -> &'static str {
-    if ok {
-        "**met**"
+/// The plan's success criteria, decided on the network's primary PSNR with the uncertainty of
+/// its replicates ([`crate::verdict`]).
+pub fn criteria(conds: &[Condition]) -> String {
+    let mut s = String::from("\n## Success criteria of the original plan\n\n");
+    s.push_str("Decided on the network's (PtychoPINN's) primary scores: PSNR on the covered region with the ground truth's data range there as peak. The plan's numbers were PSNR with peak 255, under which criterion 1 is trivially met (shown for comparison); the PtychoPINN-compatible scores are in the tables above.\n\n");
+    let fewest = conds.iter().map(|c| c.runs.len()).min().unwrap_or(0);
+    if fewest > 1 {
+        s.push_str(&format!(
+            "Each number is the mean over a condition's replicates, given as mean [interval]: the interval is the mean +- {} standard errors (differences of conditions add their errors in quadrature). A criterion is met when the whole interval is on its side of the threshold, not met when the whole interval is on the other side, and **inconclusive** when the interval straddles the threshold: more replicates would decide it.\n\n",
+            crate::verdict::K
+        ));
     } else {
-        "**not met**"
+        s.push_str("Some condition has a single replicate, so no spread is known: the verdicts below are decided on single values and cannot say whether another seed would change them. List several seeds (`model_seed = [42, 1, 2]`) to decide them with their uncertainty.\n\n");
     }
+    const PARTS: [&str; 2] = ["amplitude", "phase"];
+    // 1. Every PSNR > 20 dB.
+    let mut verdicts = Vec::new();
+    let mut failing = Vec::new();
+    let mut low255 = Vec::new();
+    for c in conds {
+        for (k, part) in PARTS.iter().enumerate() {
+            let e = c.estimate(|m| m.primary_psnr[k]);
+            let v = e.above(20.0);
+            if v != Verdict::Met {
+                failing.push(format!("{} {part} {} dB", c.name, e.describe()));
+            }
+            verdicts.push(v);
+            let p255 = c.network.psnr_255[k];
+            if p255.is_nan() || p255 <= 20.0 {
+                low255.push(format!("{} {part}", c.name));
+            }
+        }
+    }
+    let lowest = conds
+        .iter()
+        .flat_map(|c| c.network.primary_psnr)
+        .fold(f64::INFINITY, f64::min);
+    s.push_str(&format!(
+        "1. Every PSNR > 20 dB: {} (lowest mean primary PSNR {lowest:.2} dB{}). With peak 255: {}.\n",
+        Verdict::all(verdicts.iter().copied()).mark(),
+        if failing.is_empty() {
+            String::new()
+        } else {
+            format!("; not above 20 dB throughout: {}", failing.join(", "))
+        },
+        if low255.is_empty() { "met" } else { "not met" }
+    ));
+    // 2. Hybrid degradation < 3 dB, and 3. smaller at gridsize 2.
+    let deg = degradation_estimates(conds);
+    if deg.is_empty() {
+        s.push_str(
+            "2. Hybrid degradation < 3 dB: **not evaluable** (no gridsize has both probes).\n",
+        );
+    } else {
+        let verdict = Verdict::all(deg.values().flat_map(|d| d.iter().map(|e| e.below(3.0))));
+        let detail: Vec<String> = deg
+            .iter()
+            .map(|(g, d)| {
+                format!(
+                    "gridsize {g}: amplitude {} dB, phase {} dB",
+                    d[0].describe(),
+                    d[1].describe()
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "2. Hybrid degradation < 3 dB (amplitude and phase): {} ({}).\n",
+            verdict.mark(),
+            detail.join("; ")
+        ));
+    }
+    match (deg.get(&1), deg.get(&2)) {
+        (Some(d1), Some(d2)) => {
+            // d1 - d2 > 0 in both parts.
+            let gain = [d1[0].minus(&d2[0]), d1[1].minus(&d2[1])];
+            let verdict = Verdict::all(gain.iter().map(|e| e.above(0.0)));
+            s.push_str(&format!(
+                "3. Smaller degradation at gridsize 2 (amplitude and phase): {} (gridsize 1: {} / {} dB; gridsize 2: {} / {} dB; gridsize 1 minus 2: {} / {} dB).\n",
+                verdict.mark(),
+                d1[0].describe(),
+                d1[1].describe(),
+                d2[0].describe(),
+                d2[1].describe(),
+                gain[0].describe(),
+                gain[1].describe()
+            ));
+        }
+        _ => s.push_str("3. Smaller degradation at gridsize 2: **not evaluable** (needs both probes at gridsize 1 and 2).\n"),
+    }
+    s
+}
+
+/// Idealized minus hybrid primary PSNR of the network per gridsize (`[amplitude, phase]`),
+/// each with the uncertainty of the replicates on both sides.
+pub fn degradation_estimates(conds: &[Condition]) -> BTreeMap<i64, [Estimate; 2]> {
+    probe_pairs(conds)
+        .into_iter()
+        .map(|(g, i, h)| {
+            let d = |k: usize| {
+                i.estimate(|m| m.primary_psnr[k])
+                    .minus(&h.estimate(|m| m.primary_psnr[k]))
+            };
+            (g, [d(0), d(1)])
+        })
+        .collect()
 }
 
 /// `summary.md`.
@@ -373,82 +614,44 @@ pub fn summary_md(conds: &[Condition], notes: &[String]) -> String {
             "| - | - | no gridsize has both an idealized and a hybrid condition | | | | | |\n",
         );
     }
-    // The criteria are decided on the primary scores.
-    let net_r = net_p;
+    if conds.iter().any(|c| c.runs.len() > 1) {
+        s.push_str("\n## Replicates\n\n");
+        s.push_str("The network's numbers above are means over each condition's replicates (models trained with different `model_seed` on the same data). Here: mean +- standard deviation, and every replicate.\n\n");
+        s.push_str("| condition | replicates | SSIM amp | Pearson amp | Pearson phase | primary PSNR amp | primary PSNR phase | FRC50 amp |\n|---|---|---|---|---|---|---|---|\n");
+        for c in conds {
+            let pm = |pick: fn(&ModelNumbers) -> f64, digits: usize| {
+                let xs: Vec<f64> = c.runs.iter().map(|r| pick(&r.network)).collect();
+                match mean_sd(&xs) {
+                    (m, Some(sd)) => format!("{m:.digits$} +- {sd:.digits$}"),
+                    (m, None) => format!("{m:.digits$}"),
+                }
+            };
+            let labels: Vec<&str> = c.runs.iter().map(|r| r.label.as_str()).collect();
+            s.push_str(&format!(
+                "| {} | {} ({}) | {} | {} | {} | {} | {} | {} |\n",
+                c.name,
+                c.runs.len(),
+                labels.join(", "),
+                pm(|m| m.ssim[0], 4),
+                pm(|m| m.pearson[0], 4),
+                pm(|m| m.pearson[1], 4),
+                pm(|m| m.primary_psnr[0], 2),
+                pm(|m| m.primary_psnr[1], 2),
+                pm(|m| m.frc50[0], 2),
+            ));
+        }
+    }
     s.push_str("\n## Twin image\n\n");
-    s.push_str("Fraction of the network's predicted patches whose amplitude (central disk of radius N/4) correlates better with the twin conj(O rotated 180 degrees) than with the true patch: near 0 the network resolves the ambiguity, near 0.5 it guesses, above 0.5 it prefers the twin.\n\n| condition | closer to twin |\n|---|---|\n");
+    s.push_str("Fraction of the network's predicted patches whose amplitude (central disk of radius N/4) correlates better with the twin conj(O rotated 180 degrees) than with the true patch: near 0 the network resolves the ambiguity, near 0.5 it guesses, above 0.5 it prefers the twin. The mean over the replicates.\n\n| condition | closer to twin |\n|---|---|\n");
     for c in conds {
         s.push_str(&format!("| {} | {:.3} |\n", c.name, c.twin_fraction));
     }
-    s.push_str("\n## Success criteria of the original plan\n\n");
-    s.push_str("Decided on the network's (PtychoPINN's) primary scores: PSNR on the covered region with the ground truth's data range there as peak. The plan's numbers were PSNR with peak 255, under which criterion 1 is trivially met (shown for comparison); the PtychoPINN-compatible scores are in the tables above.\n\n");
-    // 1. Every PSNR > 20 dB.
-    let mut low = Vec::new();
-    let mut low255 = Vec::new();
-    for c in conds {
-        for (k, ch) in ["amplitude", "phase"].iter().enumerate() {
-            let v = c.network.primary_psnr[k];
-            if v.is_nan() || v <= 20.0 {
-                low.push(format!("{} {ch} {:.2} dB", c.name, v));
-            }
-            if c.network.psnr_255[k].is_nan() || c.network.psnr_255[k] <= 20.0 {
-                low255.push(format!("{} {ch}", c.name));
-            }
-        }
-    }
-    let minr = conds
-        .iter()
-        .flat_map(|c| c.network.primary_psnr)
-        .fold(f64::INFINITY, f64::min);
-    s.push_str(&format!(
-        "1. Every PSNR > 20 dB: {} (lowest primary PSNR {:.2} dB{}). With peak 255: {}.\n",
-        mark(low.is_empty()),
-        minr,
-        if low.is_empty() {
-            String::new()
-        } else {
-            format!("; below 20 dB: {}", low.join(", "))
-        },
-        if low255.is_empty() { "met" } else { "not met" }
-    ));
-    // 2. Hybrid degradation < 3 dB.
-    if net_r.is_empty() {
-        s.push_str(
-            "2. Hybrid degradation < 3 dB: **not evaluable** (no gridsize has both probes).\n",
-        );
-    } else {
-        let ok = net_r.values().all(|d| d[0] < 3.0 && d[1] < 3.0);
-        let detail: Vec<String> = net_r
-            .iter()
-            .map(|(g, d)| {
-                format!(
-                    "gridsize {g}: amplitude {:.2} dB, phase {:.2} dB",
-                    d[0], d[1]
-                )
-            })
-            .collect();
-        s.push_str(&format!(
-            "2. Hybrid degradation < 3 dB (amplitude and phase): {} ({}).\n",
-            mark(ok),
-            detail.join("; ")
-        ));
-    }
-    // 3. Smaller degradation at gridsize 2.
-    match (net_r.get(&1), net_r.get(&2)) {
-        (Some(d1), Some(d2)) => {
-            let ok = d2[0] < d1[0] && d2[1] < d1[1];
-            s.push_str(&format!(
-                "3. Smaller degradation at gridsize 2 (amplitude and phase): {} (gridsize 1: {:.2} / {:.2} dB; gridsize 2: {:.2} / {:.2} dB).\n",
-                mark(ok), d1[0], d1[1], d2[0], d2[1]
-            ));
-        }
-        _ => s.push_str("3. Smaller degradation at gridsize 2: **not evaluable** (needs both probes at gridsize 1 and 2).\n"),
-    }
+    s.push_str(&criteria(conds));
     s.push_str("\n## Figures\n\n");
-    s.push_str("- `reconstructions.png`: the network's registered reconstruction of every condition beside the ground truth (amplitude and phase).\n");
+    s.push_str("- `reconstructions.png`: the network's registered reconstruction of every condition (its first replicate) beside the ground truth (amplitude and phase).\n");
     s.push_str("- `probes.png`: the probes (amplitude and phase).\n");
-    s.push_str("- `losses.png`: training (solid) and validation (dashed) loss per epoch.\n");
-    s.push_str("- `frc_amplitude.png`, `frc_phase.png`: FRC curves, network (solid) and ePIE baseline (dashed).\n");
+    s.push_str("- `losses.png`: training (solid) and validation (dashed) loss per epoch (first replicate).\n");
+    s.push_str("- `frc_amplitude.png`, `frc_phase.png`: FRC curves, network (solid, first replicate) and ePIE baseline (dashed).\n");
     if !notes.is_empty() {
         s.push_str("\n## Notes\n\n");
         for n in notes {
@@ -471,7 +674,12 @@ pub fn report(job: &JobSpec) -> Result<Params> {
         let p = c.metrics_dir.join("reconstructions_aligned.npz");
         let covered: Array2<u8> = NpzFile::open(&p)?.read("ptychopinn_covered")?;
         recons.push((
-            format!("{} [{}]", c.name, c.network_alignment),
+            format!(
+                "{}{} [{}]",
+                c.name,
+                c.replicate_suffix(),
+                c.network_alignment
+            ),
             read_aligned(&c.metrics_dir, "ptychopinn_complex")?,
             covered.mapv(|v| v != 0),
         ));
@@ -499,7 +707,7 @@ pub fn report(job: &JobSpec) -> Result<Params> {
     let mut series = Vec::new();
     let mut colours = Vec::new();
     for (k, c) in conds.iter().enumerate() {
-        if let Some((t, v)) = &c.losses {
+        if let Some((t, v)) = &c.runs[0].losses {
             let pts = |xs: &Vec<f64>| {
                 xs.iter()
                     .enumerate()
@@ -507,14 +715,14 @@ pub fn report(job: &JobSpec) -> Result<Params> {
                     .collect()
             };
             series.push(Series {
-                label: format!("{} train", c.name),
+                label: format!("{}{} train", c.name, c.replicate_suffix()),
                 points: pts(t),
                 dashed: false,
             });
             colours.push(k);
             if !v.is_empty() {
                 series.push(Series {
-                    label: format!("{} validation", c.name),
+                    label: format!("{}{} validation", c.name, c.replicate_suffix()),
                     points: pts(v),
                     dashed: true,
                 });
@@ -636,6 +844,118 @@ mod tests {
     use studymake_science::evaluation::{evaluate_condition, ConditionSettings};
     use studymake_science::testdata::perfect_case;
 
+    /// An evaluation directory of a perfect case perturbed by `noise` (pattern `k`), recorded
+    /// as gridsize `g`, under `dir`.
+    fn evaluation(
+        data: &studymake_science::io::dataset::Dataset,
+        pred: &studymake_science::evaluation::Prediction,
+        dir: &Path,
+        g: i64,
+        k: usize,
+        noise: f64,
+    ) -> PathBuf {
+        let mut p = pred.clone();
+        // Deterministic perturbation so the conditions differ.
+        for ((m, i, j), z) in p.patches.indexed_iter_mut() {
+            let t = ((m * 31 + i * 7 + j * 13 + k) % 17) as f32 / 17.0 - 0.5;
+            *z += Complex32::new(noise as f32 * t, 0.0);
+        }
+        let mut ev = evaluate_condition(
+            &p,
+            data,
+            &ConditionSettings {
+                declared_gridsize: 1,
+                seed: 1,
+                baseline_iterations: 3,
+                stitch_crop: 8,
+            },
+        )
+        .unwrap();
+        // Stand in for a gridsize-2 evaluation's records.
+        ev.gridsize.model = g;
+        ev.gridsize.dataset = g;
+        ev.settings.declared_gridsize = g;
+        let md = dir.join("evaluation");
+        std::fs::create_dir_all(&md).unwrap();
+        ev.write(&md).unwrap();
+        md
+    }
+
+    fn report_job(d: &Path, inputs: BTreeMap<String, PathBuf>, params: Params) -> JobSpec {
+        JobSpec {
+            schema: JOB_SCHEMA,
+            target: "report".into(),
+            kind: "report".into(),
+            recipe: Recipe::Builtin {
+                name: "report".into(),
+                version: 3,
+            },
+            params,
+            inputs,
+            output: d.join("report"),
+            report: d.join("report.json"),
+            threads: 1,
+        }
+    }
+
+    #[test]
+    fn replicates_give_means_spreads_and_verdicts_with_their_uncertainty() {
+        let d = tempfile::tempdir().unwrap();
+        let (data, pred) = perfect_case(false);
+        let mut inputs = BTreeMap::new();
+        let mut params = Params::new();
+        // Two replicates of each probe at gridsize 1: the hybrid ones noisier.
+        for (name, probe, noises) in [
+            ("gs1_idealized", "idealized", [0.0, 0.01]),
+            ("gs1_hybrid", "hybrid", [0.03, 0.05]),
+        ] {
+            for (r, noise) in [2, 10].into_iter().zip(noises) {
+                let at = format!("{name}/s{r}");
+                let md = evaluation(&data, &pred, &d.path().join(&at), 1, r, noise);
+                inputs.insert(format!("metrics.{at}"), md);
+            }
+            params.insert(format!("gridsize.{name}"), Value::Int(1));
+            params.insert(format!("probe.{name}"), Value::Str(probe.to_string()));
+        }
+        let job = report_job(d.path(), inputs, params);
+        let (conds, _) = gather(&job).unwrap();
+        assert_eq!(conds.len(), 2);
+        let ideal = conds.iter().find(|c| c.name == "gs1_idealized").unwrap();
+        let labels: Vec<&str> = ideal.runs.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["s2", "s10"],
+            "replicates in the numeric order of their seeds"
+        );
+        let ssims: Vec<f64> = ideal.runs.iter().map(|r| r.network.ssim[0]).collect();
+        assert!(ssims[0] != ssims[1]);
+        assert!((ideal.network.ssim[0] - (ssims[0] + ssims[1]) / 2.0).abs() < 1e-12);
+        let sd = ideal.network_sd.as_ref().unwrap().ssim[0];
+        assert!((sd - (ssims[0] - ssims[1]).abs() / 2f64.sqrt()).abs() < 1e-12);
+        report(&job).unwrap();
+        let out = d.path().join("report");
+        let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+        // Header, two network rows and one baseline row per condition.
+        assert_eq!(csv.lines().count(), 1 + 2 * 3, "{csv}");
+        assert!(
+            csv.contains("gs1_idealized,1,idealized,s10,PtychoPINN,"),
+            "{csv}"
+        );
+        assert!(csv.contains("gs1_idealized,1,idealized,,ePIE,"), "{csv}");
+        let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+        assert!(md.contains("## Replicates"), "{md}");
+        assert!(md.contains("| gs1_idealized | 2 (s2, s10) |"), "{md}");
+        assert!(md.contains("mean +- 2 standard errors"), "{md}");
+        // The degradation is given with its interval.
+        let deg = degradation_estimates(&conds)[&1];
+        assert!(deg[0].se.is_some());
+        assert!(
+            md.contains(&format!("gridsize 1: amplitude {} dB", deg[0].describe())),
+            "{md}"
+        );
+        assert_eq!(crate::facts::report(&out).unwrap().len(), 2);
+    }
+
     #[test]
     fn the_report_builds_from_four_conditions() {
         let d = tempfile::tempdir().unwrap();
@@ -649,30 +969,7 @@ mod tests {
             ("gs2_hybrid", 2, "hybrid", 0.02),
         ];
         for (k, (name, g, probe, noise)) in conds.iter().enumerate() {
-            let mut p = pred.clone();
-            // Deterministic perturbation so the conditions differ.
-            for ((m, i, j), z) in p.patches.indexed_iter_mut() {
-                let t = ((m * 31 + i * 7 + j * 13 + k) % 17) as f32 / 17.0 - 0.5;
-                *z += Complex32::new(*noise as f32 * t, 0.0);
-            }
-            let mut ev = evaluate_condition(
-                &p,
-                &data,
-                &ConditionSettings {
-                    declared_gridsize: 1,
-                    seed: 1,
-                    baseline_iterations: 3,
-                    stitch_crop: 8,
-                },
-            )
-            .unwrap();
-            // Stand in for a gridsize-2 evaluation's records.
-            ev.gridsize.model = *g;
-            ev.gridsize.dataset = *g;
-            ev.settings.declared_gridsize = *g;
-            let md = d.path().join(name).join("evaluation");
-            std::fs::create_dir_all(&md).unwrap();
-            ev.write(&md).unwrap();
+            let md = evaluation(&data, &pred, &d.path().join(name), *g, k, *noise);
             inputs.insert(format!("metrics.{name}"), md);
             let model = d.path().join(name).join("model");
             std::fs::create_dir_all(&model).unwrap();
@@ -695,20 +992,7 @@ mod tests {
             inputs.insert(format!("probe.{probe}"), p);
         }
         let out = d.path().join("report");
-        let job = JobSpec {
-            schema: JOB_SCHEMA,
-            target: "report".into(),
-            kind: "report".into(),
-            recipe: Recipe::Builtin {
-                name: "report".into(),
-                version: 2,
-            },
-            params,
-            inputs,
-            output: out.clone(),
-            report: d.path().join("report.json"),
-            threads: 1,
-        };
+        let job = report_job(d.path(), inputs, params);
         let used = report(&job).unwrap();
         for (name, g, _, _) in conds {
             assert_eq!(used[&format!("gridsize.{name}")], Value::Int(g));

@@ -8,8 +8,12 @@
 //! |---|---|---|---|
 //! | `train_data` | `simulate` | the condition's object and probe | `train_seed` / `n_train` |
 //! | `test_data` | `simulate` | the condition's object and probe | `test_seed` / `n_test` |
-//! | `model` | `pinn` | the condition's `train_data` | `train_seed` / `n_train` |
+//! | `model` | `pinn` | the condition's `train_data` | `model_seed` (else `train_seed`) / `n_train` |
 //! | `metrics` | `evaluate` | the condition's `model` and `test_data` | `test_seed` / `n_test` |
+//!
+//! `model_seed` may list seeds (`model_seed = [42, 1, 2]`): each condition then has one `model`
+//! and one `metrics` per seed (`gs1_idealized/s42/model`), sharing its datasets; the report
+//! reads them all and gives each number with its spread.
 //!
 //! The report reads every condition's `metrics` and `model` and every probe, and gets each
 //! condition's `gridsize` and probe name as parameters `gridsize.<condition>` and
@@ -17,13 +21,18 @@
 
 use crate::facts::GRIDSIZE;
 use studymake_engine::catalog::{
-    Axis, AxisValues, ConditionParams, InputFrom, Kind, OutputKind, Section, Shape, Summary,
+    Axis, AxisValues, ConditionParams, InputFrom, Kind, OutputKind, Replicates, Section, Shape,
+    Summary,
 };
 use studymake_engine::params::Value;
 use studymake_science::physics::grouping::Gridsize;
 
 /// The seed every condition's targets read, under the name of the set it belongs to.
 pub const SEED: &str = "seed";
+
+/// The model's seed (weights, shuffling, validation split), apart from its data's: a list of
+/// values makes replicates that share their datasets. When unset, `train_seed`.
+pub const MODEL_SEED: &str = "model_seed";
 
 /// The study's shape.
 pub fn shape() -> Shape {
@@ -68,7 +77,7 @@ pub fn shape() -> Shape {
                 inputs: sample.clone(),
                 output_name: "train_data",
                 default_output: OutputKind::File("npz"),
-                aliases: train.clone(),
+                aliases: train,
             },
             Kind {
                 name: "test_data",
@@ -84,7 +93,7 @@ pub fn shape() -> Shape {
                 inputs: vec![("train_data", InputFrom::Kind("train_data"))],
                 output_name: "model",
                 default_output: OutputKind::Dir,
-                aliases: train,
+                aliases: vec![(SEED, MODEL_SEED), ("n_images", "n_train")],
             },
             Kind {
                 name: "metrics",
@@ -106,6 +115,12 @@ pub fn shape() -> Shape {
             axis_params: vec![GRIDSIZE, "probe"],
         }),
         condition_params: vec![SEED],
+        replicates: Some(Replicates {
+            param: MODEL_SEED,
+            fallback: Some("train_seed"),
+            kinds: vec!["model", "metrics"],
+            prefix: "s",
+        }),
     }
 }
 
@@ -126,7 +141,7 @@ pub fn check_param(name: &str, v: &Value) -> Result<(), String> {
         "n_train" | "n_test" | "n_images" | "epochs" | "batch_size" | "lines" | "object_size" => {
             positive_int(v)
         }
-        "train_seed" | "test_seed" | SEED => match v.as_i64() {
+        "train_seed" | "test_seed" | MODEL_SEED | SEED => match v.as_i64() {
             Some(i) if i >= 0 => Ok(()),
             _ => Err(format!(
                 "`{name}` must be a non-negative integer, found {v}"
@@ -211,7 +226,8 @@ mod tests {
         assert_eq!(found[0].0, "test_data");
         let s = shape();
         assert!(s.is_structural(GRIDSIZE) && !s.is_structural("probe"));
-        assert_eq!(s.study_name("model", SEED), "train_seed");
+        assert_eq!(s.study_name("model", SEED), MODEL_SEED);
+        assert_eq!(s.study_name("train_data", SEED), "train_seed");
         assert_eq!(s.study_name("metrics", "n_images"), "n_test");
     }
 }

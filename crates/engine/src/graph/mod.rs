@@ -53,7 +53,7 @@ pub struct Input {
 /// One artifact to build.
 #[derive(Clone, Debug)]
 pub struct Target {
-    /// `SECTION/NAME`, `CONDITION/KIND`, or the summary's name.
+    /// `SECTION/NAME`, `CONDITION/KIND`, `CONDITION/REPLICATE/KIND`, or the summary's name.
     pub name: String,
     /// The kind of a section's artifacts, a condition kind, or the summary's.
     pub kind: String,
@@ -160,6 +160,8 @@ struct Builder<'a> {
     /// The parameters a condition kind's external command reads, once checked (the same for
     /// every condition).
     command_params: HashMap<String, BTreeSet<String>>,
+    /// Each condition's replicate labels (`s42`), `None` for its one unlabelled replicate.
+    replicate_labels: HashMap<String, Vec<Option<String>>>,
 }
 
 impl Graph {
@@ -215,6 +217,7 @@ impl Graph {
             spans: Vec::new(),
             kind_decls: HashMap::new(),
             command_params: HashMap::new(),
+            replicate_labels: HashMap::new(),
         };
         b.layers = b.layers(profile)?;
         for section in &b.shape.sections {
@@ -247,8 +250,9 @@ impl Graph {
     }
 
     /// Targets to build for the command-line selection (with everything they need), in order.
-    /// Accepts `all`, a target name, a condition name, a section's table name (`sources`), or a
-    /// kind (`fit` = every condition's fit).
+    /// Accepts `all`, a target name, a condition name, a section's table name (`sources`), a
+    /// kind (`fit` = every condition's fit), a replicate (`l1_a/s3`), or a condition's kind
+    /// over all its replicates (`l1_a/fit`).
     pub fn select(&self, names: &[String]) -> Result<Vec<usize>> {
         let names: Vec<String> = if names.is_empty() {
             vec!["all".into()]
@@ -287,6 +291,10 @@ impl Graph {
             } else if let Some(i) = self.find(n) {
                 vec![i]
             } else {
+                // A condition, a kind, a group (`probes`, a replicate `gs1/s42`), or a
+                // condition's kind over all its replicates (`gs1/model`).
+                let group = format!("{n}/");
+                let kind_of = n.split_once('/');
                 let by_group: Vec<usize> = self
                     .targets
                     .iter()
@@ -294,7 +302,10 @@ impl Graph {
                     .filter(|(_, t)| {
                         t.condition.as_deref() == Some(n)
                             || t.kind == n
-                            || t.name.split('/').next() == Some(n) && t.name.contains('/')
+                            || t.name.starts_with(&group)
+                            || kind_of.is_some_and(|(c, k)| {
+                                t.condition.as_deref() == Some(c) && t.kind == k
+                            })
                     })
                     .map(|(i, _)| i)
                     .collect();

@@ -7,9 +7,10 @@ use crate::catalog::OutputKind;
 use crate::error::{Error, Result};
 use crate::params::{Params, Value};
 use crate::recipe::{Recipe, RecipeDecl};
-use crate::studyfile::{did_you_mean, ParamTable};
+use crate::studyfile::{did_you_mean, toml_type, ParamTable};
 use std::collections::BTreeSet;
 use std::ops::Range;
+use toml::Spanned;
 
 /// What [`Builder::recipe_and_params`] knows of the target it resolves.
 pub(super) struct TargetSite<'t> {
@@ -26,6 +27,9 @@ pub(super) struct TargetSite<'t> {
     pub span: Range<usize>,
     /// The output of a command recipe that does not declare one.
     pub default_output: OutputKind,
+    /// The value of the shape's replicate parameter for this replicate, when the condition
+    /// lists several (see [`Builder::replicate_values`]).
+    pub replicate: Option<&'t Value>,
 }
 
 impl<'a> Builder<'a> {
@@ -70,6 +74,10 @@ impl<'a> Builder<'a> {
                 }
             }
             for (k, v) in layer.table {
+                if self.is_replicate_param(k) {
+                    self.replicate_list(v, &layer.what)?;
+                    continue;
+                }
                 let val = sf.value(v, k)?;
                 self.catalog
                     .check_param(k, &val)
@@ -89,7 +97,100 @@ impl<'a> Builder<'a> {
         Ok(layers)
     }
 
-    /// Resolve one recipe parameter for a target. `own` is the most specific layer.
+    /// Whether `name` is the shape's replicate parameter.
+    pub(super) fn is_replicate_param(&self, name: &str) -> bool {
+        self.shape
+            .replicates
+            .as_ref()
+            .is_some_and(|r| r.param == name)
+    }
+
+    /// The values of the replicate parameter written at `v`: an integer (one replicate) or a
+    /// non-empty list of distinct integers, each in the study's range for it.
+    pub(super) fn replicate_list(
+        &self,
+        v: &Spanned<toml::Value>,
+        what: &str,
+    ) -> Result<Vec<Value>> {
+        let Some(rep) = self.shape.replicates.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let param = rep.param;
+        let items: Vec<Value> = match v.get_ref() {
+            toml::Value::Array(a) => {
+                let mut out = Vec::new();
+                for x in a {
+                    match x {
+                        toml::Value::Integer(i) => out.push(Value::Int(*i)),
+                        other => {
+                            return Err(self.sf.error(
+                                v.span(),
+                                format!(
+                                    "{what}: `{param}` must be an integer or a list of integers \
+                                     (one replicate each), found a list holding {}",
+                                    toml_type(other)
+                                ),
+                            ))
+                        }
+                    }
+                }
+                if out.is_empty() {
+                    return Err(self.sf.error(
+                        v.span(),
+                        format!("{what}: `{param}` lists no value; give at least one"),
+                    ));
+                }
+                out
+            }
+            _ => vec![self.sf.value(v, param)?],
+        };
+        for (k, x) in items.iter().enumerate() {
+            self.catalog
+                .check_param(param, x)
+                .map_err(|m| self.sf.error(v.span(), format!("{what}: {m}")))?;
+            if items[..k].contains(x) {
+                return Err(self.sf.error(
+                    v.span(),
+                    format!(
+                        "{what}: `{param}` lists {x} twice; replicates must differ \
+                         (the same value would build the same target twice)"
+                    ),
+                ));
+            }
+        }
+        Ok(items)
+    }
+
+    /// The replicates a condition asks for: `Some(values)` when the replicate parameter is set
+    /// to a list (its own table first, then the profile, then `[params]`); `None` for a single
+    /// value or none, when the replicated kinds keep their plain names.
+    pub(super) fn replicates_of(
+        &mut self,
+        condition: &str,
+        own: Option<&ParamTable>,
+    ) -> Result<Option<Vec<Value>>> {
+        let Some(param) = self.shape.replicates.as_ref().map(|r| r.param) else {
+            return Ok(None);
+        };
+        let what = format!("[conditions.{condition}]");
+        let found = match own.and_then(|t| t.get(param)) {
+            Some(v) => Some((v, what)),
+            None => self
+                .layers
+                .iter()
+                .rev()
+                .find_map(|l| l.table.get(param).map(|v| (v, l.what.clone()))),
+        };
+        let Some((v, what)) = found else {
+            return Ok(None);
+        };
+        let values = self.replicate_list(v, &what)?;
+        self.consumed.insert(param.to_string());
+        Ok(matches!(v.get_ref(), toml::Value::Array(_)).then_some(values))
+    }
+
+    /// Resolve one recipe parameter for a target. `own` is the most specific layer. The
+    /// replicate parameter, set nowhere, is read under its fallback's name.
     fn resolve(
         &mut self,
         site: &TargetSite,
@@ -97,20 +198,39 @@ impl<'a> Builder<'a> {
         default: Option<&Value>,
     ) -> Result<Value> {
         let study_name = self.shape.study_name(site.kind, param).to_string();
-        let what = site.what;
-        if let Some(own) = site.own {
-            if let Some(v) = own.get(&study_name).or_else(|| own.get(param)) {
-                let val = self.sf.value(v, param)?;
-                self.catalog
-                    .check_param(param, &val)
-                    .map_err(|m| self.sf.error(v.span(), format!("{what}: {m}")))?;
-                return Ok(val);
+        if self.is_replicate_param(&study_name) {
+            if let Some(v) = site.replicate {
+                return Ok(v.clone());
             }
         }
-        for layer in self.layers.iter().rev() {
-            if let Some(v) = layer.table.get(&study_name) {
-                self.consumed.insert(study_name.clone());
-                let val = self.sf.value(v, &study_name)?;
+        let mut names = vec![study_name.clone()];
+        if let Some(fallback) = self
+            .shape
+            .replicates
+            .as_ref()
+            .filter(|r| r.param == study_name)
+            .and_then(|r| r.fallback)
+        {
+            names.push(fallback.to_string());
+        }
+        let what = site.what;
+        // Most specific first: the target's own table (where the recipe's own name also
+        // counts), then the profile, then `[params]`.
+        let layers: Vec<&'a ParamTable> = self.layers.iter().rev().map(|l| l.table).collect();
+        let tables = site
+            .own
+            .map(|t| (t, true))
+            .into_iter()
+            .chain(layers.into_iter().map(|t| (t, false)));
+        let tables: Vec<(&ParamTable, bool)> = tables.collect();
+        for name in &names {
+            let found = tables.iter().find_map(|(t, own)| {
+                t.get(name)
+                    .or_else(|| if *own { t.get(param) } else { None })
+            });
+            if let Some(v) = found {
+                self.consumed.insert(name.clone());
+                let val = self.sf.value(v, name)?;
                 self.catalog
                     .check_param(param, &val)
                     .map_err(|m| self.sf.error(v.span(), format!("{what}: {m}")))?;
@@ -223,7 +343,9 @@ impl<'a> Builder<'a> {
                 ));
             }
         }
-        if let Some(own) = site.own {
+        // An artifact's own table is for its recipe alone; a condition's is shared by its
+        // kinds, and a key no kind reads is refused by `check_unused_params`.
+        if let Some(own) = site.own.filter(|_| site.structural.is_none()) {
             for (k, v) in own {
                 let known = info
                     .params

@@ -216,3 +216,84 @@ fn selection_closes_over_inputs() {
     let e = g.select(&["l1_c".to_string()]).unwrap_err().to_string();
     assert!(e.contains("(did you mean `l1_a`?)"), "{e}");
 }
+
+#[test]
+fn a_listed_replicate_parameter_gives_one_target_per_value_sharing_the_rest() {
+    let text = studyfile_text(MATRIX).replace("fit_seed = 3", "fit_seed = [3, 11]");
+    let g = graph(&text).unwrap();
+    // Two fits per condition, one prepared; each fit reads its own seed and the shared data.
+    assert!(g.find("l1_a/fit").is_none());
+    let prep = g.find("l1_a/prepared").unwrap();
+    for seed in [3, 11] {
+        let t = &g.targets[g.find(&format!("l1_a/s{seed}/fit")).unwrap()];
+        assert_eq!(t.params.get("seed"), Some(&Value::Int(seed)));
+        assert_eq!(t.output, PathBuf::from(format!("l1_a/s{seed}/fitted")));
+        assert_eq!(t.condition.as_deref(), Some("l1_a"));
+        assert_eq!(t.inputs[0].source, InputSource::Target(prep));
+    }
+    assert_eq!(g.targets.len(), 2 + 4 * (1 + 2) + 1);
+    // The summary reads every replicate.
+    let s = &g.targets[g.find("summary").unwrap()];
+    let roles: Vec<&str> = s.inputs.iter().map(|i| i.role.as_str()).collect();
+    assert_eq!(&roles[..3], ["fit.l1_a/s3", "fit.l1_a/s11", "fit.l1_b/s3"]);
+    // Selectors: a condition's kind over its replicates, one replicate, one target.
+    let names = |sel: &str| -> Vec<String> {
+        g.matches(&[sel.to_string()])
+            .unwrap()
+            .into_iter()
+            .map(|i| g.targets[i].name.clone())
+            .collect()
+    };
+    assert_eq!(names("l2_b/fit"), ["l2_b/s3/fit", "l2_b/s11/fit"]);
+    assert_eq!(names("l2_b/s11"), ["l2_b/s11/fit"]);
+    assert_eq!(names("l2_b/s11/fit"), ["l2_b/s11/fit"]);
+    // A single value keeps the plain names; a condition may ask for its own replicates.
+    let one = graph(&format!(
+        "{}[conditions.l1_a]\nfit_seed = [5, 6]\n",
+        studyfile_text(MATRIX)
+    ))
+    .unwrap();
+    assert!(one.find("l1_b/fit").is_some());
+    assert!(one.find("l1_a/s5/fit").is_some() && one.find("l1_a/s6/fit").is_some());
+    assert!(one.find("l1_a/fit").is_none());
+}
+
+#[test]
+fn replicate_lists_must_be_distinct_integers() {
+    let with =
+        |v: &str| err(&studyfile_text(MATRIX).replace("fit_seed = 3", &format!("fit_seed = {v}")));
+    let e = with("[3, 3]");
+    assert!(
+        e.contains("[params]: `fit_seed` lists 3 twice; replicates must differ"),
+        "{e}"
+    );
+    let e = with("[]");
+    assert!(e.contains("[params]: `fit_seed` lists no value"), "{e}");
+    let e = with("[3, \"x\"]");
+    assert!(
+        e.contains("`fit_seed` must be an integer or a list of integers (one replicate each), found a list holding a string"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_condition_sets_a_parameter_only_some_of_its_kinds_read() {
+    // `steps` is the fit's alone; `prepared` does not read it and must not refuse it.
+    let g = graph(&format!(
+        "{}[conditions.l1_a]\nsteps = 20\n",
+        studyfile_text(MATRIX)
+    ))
+    .unwrap();
+    let fit = &g.targets[g.find("l1_a/fit").unwrap()];
+    assert_eq!(fit.params.get("steps"), Some(&Value::Int(20)));
+    let other = &g.targets[g.find("l1_b/fit").unwrap()];
+    assert_eq!(other.params.get("steps"), Some(&Value::Int(10)));
+    let e = err(&format!(
+        "{}[conditions.l1_a]\nstep = 20\n",
+        studyfile_text(MATRIX)
+    ));
+    assert!(
+        e.contains("[conditions.l1_a]: no recipe reads parameter `step` (did you mean `steps`?)"),
+        "{e}"
+    );
+}

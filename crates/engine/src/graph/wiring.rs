@@ -1,15 +1,16 @@
 //! The targets and how they connect: each section's artifacts (`SECTION/NAME`, inputs naming
 //! another artifact of the section or a source file), each condition's kinds (inputs from the
-//! artifacts its axes name or its own targets of other kinds, as the shape says), and the
-//! study-wide summary (every condition's results and every artifact of its sections).
+//! artifacts its axes name or its own targets of other kinds, as the shape says; one per
+//! replicate for the replicated kinds, `CONDITION/LABEL/KIND`), and the study-wide summary
+//! (every condition's results, every replicate's, and every artifact of its sections).
 
 use super::resolve::TargetSite;
 use super::{check_name, Builder, Condition, Input, InputSource, Target};
 use crate::catalog::{AxisValues, InputFrom, OutputKind, Section};
 use crate::error::{Error, Result};
-use crate::params::Params;
+use crate::params::{Params, Value};
 use crate::recipe::RecipeDecl;
-use crate::studyfile::{did_you_mean, toml_type};
+use crate::studyfile::{did_you_mean, toml_type, MAX_TARGETS};
 use std::ops::Range;
 use std::path::PathBuf;
 
@@ -83,6 +84,7 @@ impl Builder<'_> {
                 what: &what,
                 span: art.span(),
                 default_output: section.default_output,
+                replicate: None,
             };
             let (recipe, params, ext) = self.recipe_and_params(&decl, &site)?;
             let output = match &ext {
@@ -144,7 +146,8 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// A condition's targets, one per kind of the shape.
+    /// A condition's targets, one per kind of the shape, and one per replicate of each
+    /// replicated kind when the condition lists replicates.
     pub(super) fn add_condition(&mut self, c: &Condition) -> Result<()> {
         self.check_recipe_kinds()?;
         let shape = self.shape;
@@ -158,6 +161,9 @@ impl Builder<'_> {
         let own_ref = own.as_ref();
         if let Some(own) = own_ref {
             for (k, v) in own {
+                if self.is_replicate_param(k) {
+                    continue;
+                }
                 let val = self.sf.value(v, k)?;
                 self.catalog.check_param(k, &val).map_err(|m| {
                     self.sf
@@ -169,70 +175,105 @@ impl Builder<'_> {
             .structural()
             .filter_map(|s| Some((s.to_string(), c.value(s)?.clone())))
             .collect();
+        let replicates = self.replicates_of(&c.name, own_ref)?;
+        let prefix = shape.replicates.as_ref().map_or("", |r| r.prefix);
+        let mut labels: Vec<Option<String>> = Vec::new();
         for kind in &shape.kinds {
-            let (decl, span) = self.kind_recipe(kind.name, kind.default_recipe)?;
-            let inputs: Vec<Input> = kind
-                .inputs
-                .iter()
-                .map(|(role, from)| {
-                    let target = match from {
-                        InputFrom::Axis(axis) => {
-                            let section = shape
-                                .axis(axis)
-                                .and_then(|a| match a.values {
-                                    AxisValues::Names { section }
-                                    | AxisValues::Name { section } => Some(section),
-                                    AxisValues::Structural => None,
-                                })
-                                .unwrap_or_default();
-                            format!("{section}/{}", c.artifact(axis))
+            let runs: Vec<Option<&Value>> = match &replicates {
+                Some(values) if shape.is_replicated(kind.name) => values.iter().map(Some).collect(),
+                _ => vec![None],
+            };
+            for value in runs {
+                // The replicate's directory inside the condition's: `s42`.
+                let label = value.map(|v| format!("{prefix}{v}"));
+                let dir = match &label {
+                    Some(l) => PathBuf::from(&c.name).join(l),
+                    None => PathBuf::from(&c.name),
+                };
+                let (decl, span) = self.kind_recipe(kind.name, kind.default_recipe)?;
+                let inputs: Vec<Input> = kind
+                    .inputs
+                    .iter()
+                    .map(|(role, from)| {
+                        let target = match from {
+                            InputFrom::Axis(axis) => {
+                                let section = shape
+                                    .axis(axis)
+                                    .and_then(|a| match a.values {
+                                        AxisValues::Names { section }
+                                        | AxisValues::Name { section } => Some(section),
+                                        AxisValues::Structural => None,
+                                    })
+                                    .unwrap_or_default();
+                                format!("{section}/{}", c.artifact(axis))
+                            }
+                            // The same replicate's target of a replicated kind.
+                            InputFrom::Kind(k) => match &label {
+                                Some(l) if shape.is_replicated(k) => {
+                                    format!("{}/{l}/{k}", c.name)
+                                }
+                                _ => format!("{}/{k}", c.name),
+                            },
+                        };
+                        Input {
+                            role: role.to_string(),
+                            source: InputSource::Target(self.index[&target]),
                         }
-                        InputFrom::Kind(k) => format!("{}/{k}", c.name),
-                    };
-                    Input {
-                        role: role.to_string(),
-                        source: InputSource::Target(self.index[&target]),
-                    }
-                })
-                .collect();
-            let roles: Vec<String> = inputs.iter().map(|i| i.role.clone()).collect();
-            let what = format!("{}/{}", c.name, kind.name);
-            let site = TargetSite {
-                kind: kind.name,
-                structural: Some(&structural),
-                own: own_ref,
-                provided: &roles,
-                what: &what,
-                span: span.clone(),
-                default_output: kind.default_output,
-            };
-            let (recipe, params, ext) = self.recipe_and_params(&decl, &site)?;
-            let base = kind.output_name;
-            let output = match &ext {
-                Some(e) => PathBuf::from(&c.name).join(format!("{base}.{e}")),
-                None => PathBuf::from(&c.name).join(base),
-            };
-            let span = self
-                .sf
-                .raw
-                .conditions
-                .get(&c.name)
-                .map(|t| t.span())
-                .unwrap_or(span);
-            self.push(
-                Target {
-                    name: what,
-                    kind: kind.name.to_string(),
-                    condition: Some(c.name.clone()),
-                    recipe,
-                    params,
-                    inputs,
-                    output,
-                    output_is_dir: ext.is_none(),
-                },
-                span,
-            )?;
+                    })
+                    .collect();
+                let roles: Vec<String> = inputs.iter().map(|i| i.role.clone()).collect();
+                let what = format!("{}/{}", dir.display(), kind.name);
+                let site = TargetSite {
+                    kind: kind.name,
+                    structural: Some(&structural),
+                    own: own_ref,
+                    provided: &roles,
+                    what: &what,
+                    span: span.clone(),
+                    default_output: kind.default_output,
+                    replicate: value,
+                };
+                let (recipe, params, ext) = self.recipe_and_params(&decl, &site)?;
+                let base = kind.output_name;
+                let output = match &ext {
+                    Some(e) => dir.join(format!("{base}.{e}")),
+                    None => dir.join(base),
+                };
+                let span = self
+                    .sf
+                    .raw
+                    .conditions
+                    .get(&c.name)
+                    .map(|t| t.span())
+                    .unwrap_or(span);
+                if self.targets.len() >= MAX_TARGETS {
+                    return Err(self.sf.error(
+                        span,
+                        format!(
+                            "the study declares more than {MAX_TARGETS} targets with its \
+                             replicates; the limit is {MAX_TARGETS} targets"
+                        ),
+                    ));
+                }
+                self.push(
+                    Target {
+                        name: what,
+                        kind: kind.name.to_string(),
+                        condition: Some(c.name.clone()),
+                        recipe,
+                        params,
+                        inputs,
+                        output,
+                        output_is_dir: ext.is_none(),
+                    },
+                    span,
+                )?;
+                if shape.is_replicated(kind.name) && !labels.contains(&label) {
+                    labels.push(label);
+                }
+            }
         }
+        self.replicate_labels.insert(c.name.clone(), labels);
         Ok(())
     }
 
@@ -250,10 +291,20 @@ impl Builder<'_> {
         let mut inputs = Vec::new();
         for c in conditions {
             for kind in &summary.per_condition {
-                inputs.push(Input {
-                    role: format!("{kind}.{}", c.name),
-                    source: InputSource::Target(self.index[&format!("{}/{kind}", c.name)]),
-                });
+                let labels = match self.replicate_labels.get(&c.name) {
+                    Some(l) if self.shape.is_replicated(kind) => l.clone(),
+                    _ => vec![None],
+                };
+                for label in labels {
+                    let at = match &label {
+                        Some(l) => format!("{}/{l}", c.name),
+                        None => c.name.clone(),
+                    };
+                    inputs.push(Input {
+                        role: format!("{kind}.{at}"),
+                        source: InputSource::Target(self.index[&format!("{at}/{kind}")]),
+                    });
+                }
             }
         }
         for table in &summary.sections {
@@ -280,6 +331,7 @@ impl Builder<'_> {
             what: summary.name,
             span: span.clone(),
             default_output: OutputKind::Dir,
+            replicate: None,
         };
         let (recipe, mut params, ext) = self.recipe_and_params(&decl, &site)?;
         for c in conditions {
