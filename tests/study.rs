@@ -115,3 +115,76 @@ fn replicates_of_the_builtin_model_verify_and_the_report_gives_their_spread() {
     assert!(md.contains("| gs1_hybrid | 2 (s5, s42) |"), "{md}");
     assert!(md.contains("mean +- 2 standard errors"), "{md}");
 }
+
+#[test]
+fn an_external_model_reads_the_test_data_and_evaluate_scores_its_prediction() {
+    let python = std::env::var("STUDYMAKE_PYTHON").unwrap_or_default();
+    if !common::available("python", || {
+        if python.is_empty() {
+            Err("set STUDYMAKE_PYTHON to a python with numpy to run the external model".into())
+        } else {
+            Ok(())
+        }
+    }) {
+        return;
+    }
+    let s = Study::from_fixture("tiny");
+    // The native network's parameters have no reader now (and an unread parameter is an error).
+    let text = s.original();
+    let text: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            !["epochs", "batch_size", "n_filters_scale"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    s.write_studyfile(&text.join("\n"));
+    // The model is an external command that predicts the test data itself (as PtychoPINN's
+    // trainer run as a recipe does); `evaluate` scores its prediction.npz.
+    s.append(&format!(
+        "\n[recipes.model]\ncommand = [{python:?}, \"external_model.py\", \"{{input.test_data}}\", \
+         \"{{output}}\", \"{{report}}\", \"{{gridsize}}\"]\n"
+    ));
+    let r = s.run(&["-j2", "all"]);
+    r.ok();
+    assert_eq!(built(&r.stdout).len(), 21, "{}", r.stdout);
+    let study = s.path("study");
+    for c in ["gs1_idealized", "gs1_hybrid", "gs2_idealized", "gs2_hybrid"] {
+        assert!(study.join(c).join("model/prediction.npz").is_file());
+        let m = studymake_science::evaluation::metrics_file::MetricsFile::read(
+            &study.join(c).join("evaluation"),
+        )
+        .unwrap();
+        // The true patches, stitched and scored as the network's are: the truth, up to the
+        // stitching of sub-pixel positions (the tiny network scores about 0.5).
+        let p = &m.primary.network;
+        eprintln!("{c}: {} {}", p.amplitude.pearson.0, p.phase.pearson.0);
+        assert!(
+            p.amplitude.pearson.0 > 0.95,
+            "{c}: {}",
+            p.amplitude.pearson.0
+        );
+        assert!(p.phase.pearson.0 > 0.95, "{c}: {}", p.phase.pearson.0);
+        let g = if c.starts_with("gs2") { 2 } else { 1 };
+        assert_eq!(m.model.gridsize, g, "{c}");
+    }
+    let v = s.run(&["verify"]);
+    v.ok();
+    // A new test set retrains the external model, which reads it.
+    s.write_studyfile(
+        &std::fs::read_to_string(s.path("Studyfile"))
+            .unwrap()
+            .replace("test_seed = 43", "test_seed = 44"),
+    );
+    let r = s.run(&["gs1_idealized/model"]);
+    r.ok();
+    let mut b = built(&r.stdout);
+    b.sort();
+    assert_eq!(
+        b,
+        ["gs1_idealized/model", "gs1_idealized/test_data"],
+        "{}",
+        r.stdout
+    );
+}

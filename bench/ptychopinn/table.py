@@ -13,7 +13,10 @@ print("| condition | amp SSIM | amp Pearson | phase Pearson | offset (dy, dx) px
       "| stop epoch | train wall | train CPU | predict wall (CPU) |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for c in ["gs1_idealized", "gs1_hybrid", "gs2_idealized", "gs2_hybrid"]:
-    ev, mo = study / c / "evaluation", study / c / "model"
+    # recipe.py all: prediction, score and timing in the model target, the trained model in
+    # its model/ subdirectory.
+    ev = study / c / "model"
+    mo = ev / "model"
     if not (ev / "score.json").is_file():
         print(f"| {c} | not built | | | | | | | | |")
         continue

@@ -92,6 +92,9 @@ pub struct Kind {
     pub default_recipe: &'static str,
     /// Its input roles, in order, and where each comes from.
     pub inputs: Vec<(&'static str, InputFrom)>,
+    /// Inputs an external command of this kind may also read: each is given to a command whose
+    /// argv names it (`{input.ROLE}`), and so is in its key; built-in recipes never get them.
+    pub command_inputs: Vec<(&'static str, InputFrom)>,
     /// The output's name in the condition's directory, before any extension.
     pub output_name: &'static str,
     /// The output of a command recipe that does not declare one.

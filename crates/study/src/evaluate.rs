@@ -1,17 +1,32 @@
 //! The `evaluate` recipe: one condition's network (and the ePIE baseline) against ground truth,
 //! written to the directory `job.output` (reference section 8, `science::evaluation`).
 //!
-//! Inputs: `model` (model directory), `test_data` (dataset `.npz`). Params: `gridsize` (checked,
+//! Inputs: `model` (model directory: the native network's weights, or an external model's
+//! `prediction.npz` of the test data's groups), `test_data` (dataset `.npz`). Params: `gridsize` (checked,
 //! never used as a source), `seed` (baseline start), `baseline_iterations`, `stitch_crop`.
 //! The gridsize actually used is read from the model's prediction and the dataset, and is read
 //! back from the `metrics.json` just written ([`crate::facts::metrics`]).
 
 use crate::error::{Error, Result};
+use std::path::Path;
 use studymake_engine::job::JobSpec;
 use studymake_engine::params::{Params, Value};
+use studymake_pinn::artifact::WEIGHTS_FILE;
 use studymake_pinn::predict;
-use studymake_science::evaluation::{evaluate_condition, ConditionSettings};
+use studymake_science::evaluation::prediction_file::{read_prediction, PREDICTION_FILE};
+use studymake_science::evaluation::{evaluate_condition, ConditionSettings, Prediction};
 use studymake_science::io::dataset::Dataset;
+
+/// The model's prediction of every group of `data`: the native network's, run on them, when the
+/// model directory holds its weights; otherwise an external model's `prediction.npz`
+/// ([`read_prediction`]), scored the same way.
+fn prediction(model_dir: &Path, data: &Dataset) -> Result<Prediction> {
+    let external = model_dir.join(PREDICTION_FILE);
+    if model_dir.join(WEIGHTS_FILE).exists() || !external.exists() {
+        return Ok(predict(model_dir, data)?);
+    }
+    Ok(read_prediction(&external, data)?)
+}
 
 /// Build `job.output`; returns the parameters actually used.
 pub fn evaluate(job: &JobSpec) -> Result<Params> {
@@ -31,7 +46,7 @@ pub fn evaluate(job: &JobSpec) -> Result<Params> {
     };
     let t0 = std::time::Instant::now();
     let data = Dataset::load(test_path)?;
-    let pred = predict(model_dir, &data)?;
+    let pred = prediction(model_dir, &data)?;
     let t1 = std::time::Instant::now();
     let ev = evaluate_condition(&pred, &data, &settings)
         .map_err(|e| Error::in_target(&job.target, e))?;

@@ -22,7 +22,9 @@ use studymake_engine::catalog::Fact;
 use studymake_engine::job::JobSpec;
 use studymake_engine::params::Value;
 use studymake_science::evaluation::metrics_file::MetricsFile;
+use studymake_science::evaluation::prediction_file::PREDICTION_FILE;
 use studymake_science::io::dataset::DatasetSummary;
+use studymake_science::io::npy::NpzFile;
 use studymake_science::physics::grouping::Gridsize;
 
 /// The structural parameter's name.
@@ -91,9 +93,24 @@ pub fn dataset(path: &Path) -> Result<Vec<Fact>> {
 }
 
 /// A model directory: its gridsize from the first layer's input channels, and its seed from
-/// the weights' metadata.
+/// the weights' metadata; for an external model with only a `prediction.npz`, its gridsize from
+/// the width of the prediction's `group_index`.
 pub fn model(dir: &Path) -> Result<Vec<Fact>> {
     let path = dir.join(studymake_pinn::artifact::WEIGHTS_FILE);
+    let external = dir.join(PREDICTION_FILE);
+    if !path.exists() && external.exists() {
+        let header = NpzFile::open(&external)?.header("group_index")?;
+        let width = header
+            .shape
+            .get(1)
+            .copied()
+            .ok_or_else(|| Error::data(&external, "`group_index` is not a 2-D array"))?;
+        return Ok(vec![gridsize_fact(
+            gridsize_of_width(width),
+            "prediction.gridsize",
+            "the prediction's group_index width",
+        )]);
+    }
     let header = studymake_pinn::artifact::Header::read(&path)?;
     Ok(vec![
         gridsize_fact(

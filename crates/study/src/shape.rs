@@ -8,7 +8,7 @@
 //! |---|---|---|---|
 //! | `train_data` | `simulate` | the condition's object and probe | `train_seed` / `n_train` |
 //! | `test_data` | `simulate` | the condition's object and probe | `test_seed` / `n_test` |
-//! | `model` | `pinn` | the condition's `train_data` | `model_seed` (else `train_seed`) / `n_train` |
+//! | `model` | `pinn` | the condition's `train_data` (a command may also read `test_data`) | `model_seed` (else `train_seed`) / `n_train` |
 //! | `metrics` | `evaluate` | the condition's `model` and `test_data` | `test_seed` / `n_test` |
 //!
 //! `model_seed` may list seeds (`model_seed = [42, 1, 2]`): each condition then has one `model`
@@ -76,6 +76,7 @@ pub fn shape() -> Shape {
                 default_recipe: "simulate",
                 inputs: sample.clone(),
                 output_name: "train_data",
+                command_inputs: vec![],
                 default_output: OutputKind::File("npz"),
                 aliases: train,
             },
@@ -84,6 +85,7 @@ pub fn shape() -> Shape {
                 default_recipe: "simulate",
                 inputs: sample,
                 output_name: "test_data",
+                command_inputs: vec![],
                 default_output: OutputKind::File("npz"),
                 aliases: test.clone(),
             },
@@ -92,6 +94,7 @@ pub fn shape() -> Shape {
                 default_recipe: "pinn",
                 inputs: vec![("train_data", InputFrom::Kind("train_data"))],
                 output_name: "model",
+                command_inputs: vec![("test_data", InputFrom::Kind("test_data"))],
                 default_output: OutputKind::Dir,
                 aliases: vec![(SEED, MODEL_SEED), ("n_images", "n_train")],
             },
@@ -103,6 +106,7 @@ pub fn shape() -> Shape {
                     ("test_data", InputFrom::Kind("test_data")),
                 ],
                 output_name: "evaluation",
+                command_inputs: vec![],
                 default_output: OutputKind::Dir,
                 aliases: test,
             },

@@ -159,6 +159,26 @@ fn command_recipes_read_their_placeholders_and_the_condition_parameters() {
     );
     assert!(matches!(t.recipe, Recipe::Command { .. }));
     assert!(t.output_is_dir, "the kind's default output");
+    let roles = |t: &Target| -> Vec<String> { t.inputs.iter().map(|i| i.role.clone()).collect() };
+    assert_eq!(roles(t), ["prepared"], "an optional input it does not name");
+    // A command naming the kind's optional input gets it (and so has it in its key); the
+    // built-in recipe never does.
+    let g = graph(&studyfile_text(&format!(
+        "{MATRIX}{}",
+        cmd.replace("{output}", "{input.source}\", \"{output}")
+    )))
+    .unwrap();
+    let t = &g.targets[g.find("l1_b/fit").unwrap()];
+    assert_eq!(roles(t), ["prepared", "source"]);
+    assert_eq!(
+        t.inputs[1].source,
+        InputSource::Target(g.find("sources/b").unwrap())
+    );
+    let plain = graph(&studyfile_text(MATRIX)).unwrap();
+    assert_eq!(
+        roles(&plain.targets[plain.find("l1_b/fit").unwrap()]),
+        ["prepared"]
+    );
     let e = err(&studyfile_text(&format!(
         "{MATRIX}{}",
         cmd.replace("{param.steps}", "{lvl}")

@@ -5,7 +5,7 @@
 //! (every condition's results, every replicate's, and every artifact of its sections).
 
 use super::resolve::TargetSite;
-use super::{check_name, Builder, Condition, Input, InputSource, Target};
+use super::{check_name, placeholders, Builder, Condition, Input, InputSource, Target};
 use crate::catalog::{AxisValues, InputFrom, OutputKind, Section};
 use crate::error::{Error, Result};
 use crate::params::{Params, Value};
@@ -191,9 +191,19 @@ impl Builder<'_> {
                     None => PathBuf::from(&c.name),
                 };
                 let (decl, span) = self.kind_recipe(kind.name, kind.default_recipe)?;
+                // A command recipe also gets each of the kind's optional inputs it names.
+                let named = |role: &str| match &decl {
+                    RecipeDecl::Command { argv, .. } => {
+                        let want = format!("input.{role}");
+                        argv.iter().any(|a| placeholders(a).contains(&want))
+                    }
+                    RecipeDecl::Builtin(_) => false,
+                };
+                let optional = kind.command_inputs.iter().filter(|(role, _)| named(role));
                 let inputs: Vec<Input> = kind
                     .inputs
                     .iter()
+                    .chain(optional)
                     .map(|(role, from)| {
                         let target = match from {
                             InputFrom::Axis(axis) => {

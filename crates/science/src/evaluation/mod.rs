@@ -2,8 +2,8 @@
 //! geometry and stitching ([`stitch`]), registration ([`registration`]), the metrics
 //! ([`metrics`]), the primary scores on the covered region ([`primary`]), the ePIE baseline ([`baseline`]), the per-condition pipeline and its outputs
 //! ([`condition`], re-exported here), `metrics.json` typed ([`metrics_file`]), `compare` for any
-//! two images ([`compare`]) the figures ([`figure`]) and the twin-image
-//! check ([`twin`]).
+//! two images ([`compare`]), the figures ([`figure`]), the twin-image
+//! check ([`twin`]) and an external model's `prediction.npz` ([`prediction_file`]).
 
 pub mod baseline;
 pub mod compare;
@@ -11,6 +11,7 @@ pub mod condition;
 pub mod figure;
 pub mod metrics;
 pub mod metrics_file;
+pub mod prediction_file;
 pub mod primary;
 pub mod registration;
 pub mod stitch;
