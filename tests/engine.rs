@@ -454,6 +454,12 @@ fn replicates_share_their_datasets_and_a_seed_change_rebuilds_only_its_replicate
         std::fs::read(s.path(&format!("out/gs2_hybrid/{rep}/model/trained_on.txt"))).unwrap()
     };
     assert_eq!(on("s7"), on("s42"));
+    // Each replicate logs on its own.
+    for rep in ["s7", "s42"] {
+        assert!(s
+            .path(&format!("out/gs2_hybrid/{rep}/logs/model.log"))
+            .is_file());
+    }
     assert_eq!(
         on("s7"),
         std::fs::read(s.path("out/gs2_hybrid/train_data.npz")).unwrap()

@@ -65,12 +65,14 @@ struct Running {
     inputs: Vec<inputs::Snapshot>,
 }
 
-/// Path of a target's log file.
+/// Path of a target's log file: a condition's target logs beside its output, in the
+/// condition's `logs/` (a replicate's in its own, `CONDITION/s42/logs/`), so no two targets
+/// share a log.
 pub fn log_path(graph: &Graph, t: &Target) -> PathBuf {
     match &t.condition {
         Some(c) => graph
             .out_dir
-            .join(c)
+            .join(t.output.parent().unwrap_or_else(|| Path::new(c)))
             .join("logs")
             .join(format!("{}.log", t.kind)),
         None => graph
