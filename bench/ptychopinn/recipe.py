@@ -19,7 +19,8 @@ Subcommands:
            align_for_evaluation`), in the test file's own groups (`group_index`). Writes
            prediction.npz, reconstruction.npz, ground_truth.npz, stitched.npz, timing.json and,
            unless --no-score, score.json (bench/ptychopinn/score.py on prediction.npz).
-  all      train into OUTDIR/model, then predict into OUTDIR: the whole anchor in one call.
+  all      train into OUTDIR/model, then predict into OUTDIR: the whole anchor in one call;
+           also writes OUTDIR/model.json (the losses per epoch, for studymake's report).
 
 Each writes {"params": {"gridsize": G, ...}} to --report (or $STUDYMAKE_REPORT), as a studymake
 command recipe must.
@@ -339,6 +340,9 @@ def cmd_all(a):
         sys.exit(f"recipe.py: predict failed (exit {rc})")
     import shutil
     shutil.copyfile(out / "model" / "training.log", out / "training.log")
+    # The per-epoch losses where studymake's report reads a model's curves.
+    hist = json.loads((out / "model" / "history.json").read_text())
+    (out / "model.json").write_text(json.dumps({"history": {"epochs": hist}}, indent=1) + "\n")
     write_report(a.report, {"gridsize": a.gridsize, "seed": a.seed, "epochs": a.epochs,
                             "n_images": a.n_images, "n_filters_scale": a.n_filters_scale})
 

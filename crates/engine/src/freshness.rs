@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, InputSource, Target};
 use crate::key::{digest_file, Digest, KeyMaterial};
 use crate::params::Value;
+use crate::recipe::Recipe;
 use crate::store::{OutputProblem, Record, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -352,10 +353,27 @@ pub fn output_form(t: &Target) -> String {
 pub fn diff(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Reason> {
     let mut out = Vec::new();
     if old.recipe != new.recipe || old.output != new.output {
-        out.push(Reason::RecipeChanged {
-            old: old.recipe.to_string(),
-            new: new.recipe.to_string(),
-        });
+        // A command whose argv and output stayed: only its declared version changed.
+        let version_only = match (&old.recipe, &new.recipe) {
+            (
+                Recipe::Command {
+                    argv: a,
+                    version: va,
+                },
+                Recipe::Command {
+                    argv: b,
+                    version: vb,
+                },
+            ) if a == b && old.output == new.output => {
+                let show =
+                    |v: &Option<String>| v.as_ref().map_or("none".into(), |v| format!("{v:?}"));
+                Some((format!("command version {}", show(va)), show(vb)))
+            }
+            _ => None,
+        };
+        let (o, n) =
+            version_only.unwrap_or_else(|| (old.recipe.to_string(), new.recipe.to_string()));
+        out.push(Reason::RecipeChanged { old: o, new: n });
     }
     if old.bindings != new.bindings {
         let show = |b: &BTreeMap<String, String>| {
@@ -397,4 +415,41 @@ pub fn diff(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Reason> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(version: &str) -> KeyMaterial {
+        KeyMaterial {
+            recipe: Recipe::Command {
+                argv: vec!["train".into(), "{output}".into()],
+                version: Some(version.into()),
+            },
+            output: "dir".into(),
+            params: Default::default(),
+            inputs: Default::default(),
+            bindings: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_command_whose_version_alone_changed_says_only_that() {
+        let why: Vec<String> = diff(&command("a-2"), &command("a-3"))
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(why, [r#"recipe changed: command version "a-2" -> "a-3""#]);
+        let mut other = command("a-3");
+        other.recipe = Recipe::Command {
+            argv: vec!["fit".into(), "{output}".into()],
+            version: Some("a-3".into()),
+        };
+        let why = diff(&command("a-2"), &other)[0].to_string();
+        assert!(
+            why.contains(r#"["train", "{output}"] version "a-2" -> ["fit""#),
+            "{why}"
+        );
+    }
 }
