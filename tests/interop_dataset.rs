@@ -21,16 +21,9 @@ fn numpy_reads_a_simulated_dataset_per_the_contract() {
         assert_eq!(Dataset::load(&path).expect("load"), d);
         files.push(path);
     }
-    let python = std::env::var("STUDYMAKE_PYTHON").unwrap_or_default();
-    if !common::available("python", || {
-        if python.is_empty() {
-            Err("set STUDYMAKE_PYTHON to a python with numpy to check the files with numpy".into())
-        } else {
-            Ok(())
-        }
-    }) {
+    let Some(python) = common::python("to check the files with numpy") else {
         return;
-    }
+    };
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_dataset.py");
     let out = std::process::Command::new(&python)
         .arg(&script)

@@ -118,16 +118,9 @@ fn replicates_of_the_builtin_model_verify_and_the_report_gives_their_spread() {
 
 #[test]
 fn an_external_model_reads_the_test_data_and_evaluate_scores_its_prediction() {
-    let python = std::env::var("STUDYMAKE_PYTHON").unwrap_or_default();
-    if !common::available("python", || {
-        if python.is_empty() {
-            Err("set STUDYMAKE_PYTHON to a python with numpy to run the external model".into())
-        } else {
-            Ok(())
-        }
-    }) {
+    let Some(python) = common::python("to run the external model") else {
         return;
-    }
+    };
     let s = Study::from_fixture("tiny");
     // The native network's parameters have no reader now (and an unread parameter is an error).
     let text = s.original();

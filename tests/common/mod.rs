@@ -264,6 +264,23 @@ pub fn available(dep: &str, check: impl FnOnce() -> Result<(), String>) -> bool 
     false
 }
 
+/// The python with numpy that `STUDYMAKE_PYTHON` names, if set; `None` (the test then returns)
+/// when it is not, unless `STUDYMAKE_REQUIRE` lists `python`, when [`available`] panics. `what`
+/// says what the test would do with it.
+pub fn python(what: &str) -> Option<String> {
+    let python = std::env::var("STUDYMAKE_PYTHON").unwrap_or_default();
+    available("python", || {
+        if python.is_empty() {
+            Err(format!(
+                "set STUDYMAKE_PYTHON to a python with numpy {what}"
+            ))
+        } else {
+            Ok(())
+        }
+    })
+    .then_some(python)
+}
+
 /// Everything under `path`, not following symbolic links: relative path -> the bytes of a file,
 /// `<dir>` for a directory, `<symlink> TARGET` for a link, `<other>` for anything else. Two
 /// equal snapshots mean nothing under `path` was created, removed or changed.

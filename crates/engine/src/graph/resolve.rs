@@ -28,7 +28,7 @@ pub(super) struct TargetSite<'t> {
     /// The output of a command recipe that does not declare one.
     pub default_output: OutputKind,
     /// The value of the shape's replicate parameter for this replicate, when the condition
-    /// lists several (see [`Builder::replicate_values`]).
+    /// lists several (see [`Builder::replicates_of`]).
     pub replicate: Option<&'t Value>,
 }
 
