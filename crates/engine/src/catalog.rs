@@ -36,7 +36,8 @@ pub struct RecipeInfo {
     /// Bumped whenever the recipe's output for the same inputs and parameters may change.
     pub version: u32,
     pub params: Vec<ParamDecl>,
-    /// Input roles; `"*"` accepts any roles (the summary takes every condition's results).
+    /// Input roles; `"*"` accepts any roles (the summary takes every condition's results), and
+    /// `"PREFIX.*"` any number of roles `PREFIX.NAME` (a class of declared targets).
     pub inputs: Vec<&'static str>,
     pub output: OutputKind,
     pub doc: &'static str,
@@ -102,6 +103,17 @@ pub struct Kind {
     /// Recipe parameters this kind reads under another study parameter's name:
     /// `(recipe parameter, study parameter)`.
     pub aliases: Vec<(&'static str, &'static str)>,
+    /// The class of a kind declared in the Studyfile (`[targets.NAME] kind = "CLASS"`), which
+    /// says how its output is read back ([`Catalog::inspect`]) and which kind reads it;
+    /// `None` for the study's own kinds and a declared kind without a class.
+    pub class: Option<&'static str>,
+}
+
+impl Kind {
+    /// What [`Catalog::inspect`] reads a target of this kind as: its class, else its name.
+    pub fn inspected_as(&self) -> &'static str {
+        self.class.unwrap_or(self.name)
+    }
 }
 
 impl Kind {
@@ -112,6 +124,19 @@ impl Kind {
             None => param,
         }
     }
+}
+
+/// A class of target a Studyfile may declare for every condition (`[targets.NAME]` with
+/// `kind = "CLASS"`): the study knows how to read its output ([`Catalog::inspect`] of the class)
+/// and which of the condition's kinds reads every target of the class, under the input role
+/// `CLASS.NAME` (its built-in recipe accepts the roles `CLASS.*`).
+#[derive(Clone, Debug)]
+pub struct Class {
+    pub name: &'static str,
+    /// The condition kind that reads every declared target of the class.
+    pub read_by: &'static str,
+    /// What a target of the class must write, for messages and `studymake recipes`.
+    pub doc: &'static str,
 }
 
 /// The study-wide target that reads every condition (it may be switched off with
@@ -170,12 +195,27 @@ pub struct Shape {
     pub condition_params: Vec<&'static str>,
     /// The kinds that may be built several times per condition, one per value of a parameter.
     pub replicates: Option<Replicates>,
+    /// The classes a kind declared in the Studyfile may have.
+    pub classes: Vec<Class>,
 }
 
 impl Shape {
     /// A condition kind by name.
     pub fn kind(&self, name: &str) -> Option<&Kind> {
         self.kinds.iter().find(|k| k.name == name)
+    }
+
+    /// A class of declared targets by name.
+    pub fn class(&self, name: &str) -> Option<&Class> {
+        self.classes.iter().find(|c| c.name == name)
+    }
+
+    /// What [`Catalog::inspect`] reads a target of `kind` as (see [`Kind::inspected_as`]).
+    pub fn inspected_as<'a>(&self, kind: &'a str) -> &'a str {
+        match self.kind(kind) {
+            Some(k) => k.inspected_as(),
+            None => kind,
+        }
     }
 
     /// An axis by name.
@@ -251,8 +291,9 @@ pub trait Catalog: Send + Sync {
     /// Check a parameter's value against the range the study relies on, so a bad value fails
     /// when the Studyfile is read, not mid-build. The message names the parameter.
     fn check_param(&self, name: &str, value: &Value) -> std::result::Result<(), String>;
-    /// Facts read back from the output of a target of `kind`: one reading per artifact kind.
-    /// Empty for kinds without any; an error when the output is not readable as its kind.
+    /// Facts read back from the output of a target of `kind` (a kind of the shape, or the class
+    /// of a declared one: see [`Shape::inspected_as`]): one reading per artifact kind. Empty for
+    /// kinds without any; an error when the output is not readable as its kind.
     fn inspect(&self, kind: &str, output: &Path) -> Result<Vec<Fact>>;
     /// Study rules over one condition's declared parameters that `verify` checks beside the
     /// engine's own: `(kind of the target concerned, message)` for each one broken.

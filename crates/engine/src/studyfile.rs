@@ -3,7 +3,7 @@
 //! Parsing is strict: an unknown key, a wrong type or a bad reference is an error of the form
 //! `Studyfile:LINE:COL: message`, naming the key and, when a known name is close, saying
 //! "did you mean". The top level has the engine's tables (`study`, `params`, `profiles`,
-//! `matrix`, `conditions`, `recipes`, `executor`) and the study's sections of shared artifacts
+//! `matrix`, `conditions`, `recipes`, `targets`, `executor`) and the study's sections of shared artifacts
 //! (from its [`Shape`]). This module only reads the file; [`crate::graph`] expands it into
 //! targets.
 
@@ -45,6 +45,8 @@ pub struct RawStudyfile {
     pub matrix: Option<Spanned<BTreeMap<String, Spanned<MatrixValue>>>>,
     pub conditions: BTreeMap<String, Spanned<ParamTable>>,
     pub recipes: BTreeMap<String, Spanned<toml::Value>>,
+    /// `[targets.NAME]`: kinds of target every condition gets beside the study's own.
+    pub targets: BTreeMap<String, Spanned<RawTarget>>,
     pub executor: Option<Spanned<toml::Value>>,
 }
 
@@ -64,13 +66,14 @@ pub const MAX_STUDYFILE_BYTES: u64 = 16 << 20;
 /// target costs a few KB of memory). Counted before the conditions' targets are expanded.
 pub const MAX_TARGETS: usize = 250_000;
 
-const ENGINE_TABLES: [&str; 7] = [
+const ENGINE_TABLES: [&str; 8] = [
     "study",
     "params",
     "profiles",
     "matrix",
     "conditions",
     "recipes",
+    "targets",
     "executor",
 ];
 
@@ -146,6 +149,7 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
             matrix: None,
             conditions: BTreeMap::new(),
             recipes: BTreeMap::new(),
+            targets: BTreeMap::new(),
             executor: None,
         };
         while let Some(key) = map.next_key_seed(TopKey(&self))? {
@@ -156,6 +160,7 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
                 "matrix" => raw.matrix = Some(map.next_value()?),
                 "conditions" => raw.conditions = map.next_value()?,
                 "recipes" => raw.recipes = map.next_value()?,
+                "targets" => raw.targets = map.next_value()?,
                 "executor" => raw.executor = Some(map.next_value()?),
                 section => {
                     let table: ArtifactTable = map.next_value()?;
@@ -196,6 +201,25 @@ pub struct RawArtifact {
     pub params: ParamTable,
     #[serde(default)]
     pub inputs: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+/// `[targets.NAME]`: a kind of target every condition gets, declared by the study's author: its
+/// recipe (built-in or a command), its own parameters, the roles it reads from its condition
+/// (kinds such as `test_data`, axes such as `probe`, other declared targets), and its class.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub recipe: Option<Spanned<String>>,
+    pub command: Option<Spanned<toml::Value>>,
+    pub version: Option<Spanned<String>>,
+    pub output: Option<Spanned<String>>,
+    #[serde(default)]
+    pub params: ParamTable,
+    #[serde(default)]
+    pub inputs: Vec<Spanned<String>>,
+    /// A class the study knows (`reconstruction`): how its output is read and which kind
+    /// reads it.
+    pub kind: Option<Spanned<String>>,
 }
 
 /// A value of `[matrix]`: a list (each item with its position) or a single value.
@@ -399,13 +423,40 @@ impl Studyfile {
     /// The recipe of a shared artifact's table.
     pub fn artifact_recipe(&self, art: &Spanned<RawArtifact>, what: &str) -> Result<RecipeDecl> {
         let a = art.get_ref();
-        match (&a.recipe, &a.command) {
+        self.declared_recipe(
+            &a.recipe,
+            &a.command,
+            &a.version,
+            &a.output,
+            art.span(),
+            what,
+        )
+    }
+
+    /// The recipe of a declared target (`[targets.NAME]`).
+    pub fn target_recipe(&self, t: &Spanned<RawTarget>, what: &str) -> Result<RecipeDecl> {
+        let r = t.get_ref();
+        self.declared_recipe(&r.recipe, &r.command, &r.version, &r.output, t.span(), what)
+    }
+
+    /// `recipe = "NAME"`, or `command = [...]` with its `version` and `output`, of a table
+    /// that declares one target (at `span`).
+    fn declared_recipe(
+        &self,
+        recipe: &Option<Spanned<String>>,
+        command: &Option<Spanned<toml::Value>>,
+        version: &Option<Spanned<String>>,
+        output: &Option<Spanned<String>>,
+        span: Range<usize>,
+        what: &str,
+    ) -> Result<RecipeDecl> {
+        match (recipe, command) {
             (Some(_), Some(c)) => Err(self.error(
                 c.span(),
                 format!("{what}: give either `recipe` or `command`, not both"),
             )),
             (Some(r), None) => {
-                if a.version.is_some() || a.output.is_some() {
+                if version.is_some() || output.is_some() {
                     return Err(self.error(
                         r.span(),
                         format!("{what}: `version` and `output` belong to a `command`, not a built-in recipe"),
@@ -415,12 +466,12 @@ impl Studyfile {
             }
             (None, Some(c)) => Ok(RecipeDecl::Command {
                 argv: self.argv(c.get_ref(), c.span(), what)?,
-                version: a.version.as_ref().map(|v| v.get_ref().clone()),
-                output: a.output.as_ref().map(|v| v.get_ref().clone()),
+                version: version.as_ref().map(|v| v.get_ref().clone()),
+                output: output.as_ref().map(|v| v.get_ref().clone()),
                 params: Vec::new(),
             }),
             (None, None) => Err(self.error(
-                art.span(),
+                span,
                 format!("{what}: needs `recipe = \"NAME\"` or `command = [...]`"),
             )),
         }

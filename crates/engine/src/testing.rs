@@ -3,11 +3,12 @@
 //!
 //! The study: `[sources.NAME]` artifacts (kind `source`); a matrix of a structural `level` (1 to
 //! 4) by `source`; every condition has a `prepared` target (reads its source) and a `fit`
-//! (reads the prepared data); a `summary` reads every fit and every source. `fit` reads `seed`
-//! as `fit_seed`, which may list values: one `fit` per value (replicates).
+//! (reads the prepared data, and every declared target of class `check`); a `summary` reads every
+//! fit and every source. `fit` reads `seed` as `fit_seed`, which may list values: one `fit` per
+//! value (replicates).
 
 use crate::catalog::{
-    Axis, AxisValues, Catalog, Fact, InputFrom, Kind, OutputKind, ParamDecl, RecipeInfo,
+    Axis, AxisValues, Catalog, Class, Fact, InputFrom, Kind, OutputKind, ParamDecl, RecipeInfo,
     Replicates, Section, Shape, Summary,
 };
 use crate::error::Result;
@@ -59,6 +60,7 @@ pub fn catalog() -> TestCatalog {
                 command_inputs: vec![],
                 default_output: OutputKind::File("txt"),
                 aliases: vec![],
+                class: None,
             },
             Kind {
                 name: "fit",
@@ -68,6 +70,7 @@ pub fn catalog() -> TestCatalog {
                 command_inputs: vec![("source", InputFrom::Axis("source"))],
                 default_output: OutputKind::Dir,
                 aliases: vec![("seed", "fit_seed")],
+                class: None,
             },
         ],
         summary: Some(Summary {
@@ -84,6 +87,11 @@ pub fn catalog() -> TestCatalog {
             kinds: vec!["fit"],
             prefix: "s",
         }),
+        classes: vec![Class {
+            name: "check",
+            read_by: "fit",
+            doc: "a check of the prepared data, read by the fit",
+        }],
     };
     let recipes = vec![
         RecipeInfo {
@@ -111,7 +119,7 @@ pub fn catalog() -> TestCatalog {
                 p("steps", None),
                 p("size", Some(Value::Int(8))),
             ],
-            inputs: vec!["prepared"],
+            inputs: vec!["prepared", "check.*"],
             output: OutputKind::Dir,
             doc: "",
         },

@@ -158,7 +158,7 @@ pub fn verify(
     fast: bool,
 ) -> Result<Audit> {
     let store = Store::open_existing(&graph.out_dir)?;
-    let shape = catalog.shape();
+    let shape = &graph.shape;
     let mut findings = Vec::new();
     let mut missing = Vec::new();
     let mut rows: Vec<String> = graph.conditions.iter().map(|c| c.name.clone()).collect();
@@ -428,7 +428,7 @@ pub fn verify(
         // Structure: the structural facts read from the artifact's content, now.
         if current.contains_key(&i) {
             let facts = catalog
-                .inspect(&t.kind, &graph.output_path(i))
+                .inspect(graph.inspected_as(i), &graph.output_path(i))
                 .unwrap_or_default();
             for message in condition_param_findings(shape, t, &facts) {
                 add(Check::Structure, message);

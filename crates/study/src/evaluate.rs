@@ -2,8 +2,11 @@
 //! written to the directory `job.output` (reference section 8, `science::evaluation`).
 //!
 //! Inputs: `model` (model directory: the native network's weights, or an external model's
-//! `prediction.npz` of the test data's groups), `test_data` (dataset `.npz`). Params: `gridsize` (checked,
-//! never used as a source), `seed` (baseline start), `baseline_iterations`, `stitch_crop`.
+//! `prediction.npz` of the test data's groups), `test_data` (dataset `.npz`), and any number of
+//! `reconstruction.NAME` (another engine's `reconstruction.npz`, or a directory holding one: a
+//! declared target of kind `reconstruction`), each scored as the ePIE baseline is under the name
+//! `NAME`. Params: `gridsize` (checked, never used as a source), `seed` (baseline start),
+//! `baseline_iterations`, `stitch_crop`.
 //! The gridsize actually used is read from the model's prediction and the dataset, and is read
 //! back from the `metrics.json` just written ([`crate::facts::metrics`]).
 
@@ -14,8 +17,14 @@ use studymake_engine::params::{Params, Value};
 use studymake_pinn::artifact::WEIGHTS_FILE;
 use studymake_pinn::predict;
 use studymake_science::evaluation::prediction_file::{read_prediction, PREDICTION_FILE};
+use studymake_science::evaluation::reconstruction_file::{
+    read_reconstruction, reconstruction_path,
+};
 use studymake_science::evaluation::{evaluate_condition, ConditionSettings, Prediction};
 use studymake_science::io::dataset::Dataset;
+
+/// The input roles of other engines' reconstructions: `reconstruction.NAME`.
+pub const RECONSTRUCTION_ROLE: &str = "reconstruction.";
 
 /// The model's prediction of every group of `data`: the native network's, run on them, when the
 /// model directory holds its weights; otherwise an external model's `prediction.npz`
@@ -47,8 +56,15 @@ pub fn evaluate(job: &JobSpec) -> Result<Params> {
     let t0 = std::time::Instant::now();
     let data = Dataset::load(test_path)?;
     let pred = prediction(model_dir, &data)?;
+    let mut others = Vec::new();
+    for (role, path) in &job.inputs {
+        if let Some(name) = role.strip_prefix(RECONSTRUCTION_ROLE) {
+            let object = read_reconstruction(&reconstruction_path(path), data.object.dim())?;
+            others.push((name.to_string(), object));
+        }
+    }
     let t1 = std::time::Instant::now();
-    let ev = evaluate_condition(&pred, &data, &settings)
+    let ev = evaluate_condition(&pred, &data, &settings, &others)
         .map_err(|e| Error::in_target(&job.target, e))?;
     let out = &job.output;
     fs_err::create_dir_all(out).map_err(|e| Error::io(out, e))?;
@@ -92,6 +108,7 @@ mod tests {
                 baseline_iterations: 2,
                 stitch_crop: 8,
             },
+            &[],
         )
         .unwrap();
         let d = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@
 //! | `model` | the input channels of the network's first layer in `model.safetensors` |
 //! | `metrics` | `metrics.json`: the evaluated model's and dataset's gridsize, which must agree |
 //! | `report` | `summary.csv`: each condition's rows, which must agree |
+//! | a declared `reconstruction` | its `reconstruction.npz`'s `gridsize`, when it records one |
 //!
 //! A width that is not a square cannot be any gridsize; it is reported as its (non-integer)
 //! square root, which no declaration equals, so the engine refuses it by the one comparison it
@@ -23,6 +24,7 @@ use studymake_engine::job::JobSpec;
 use studymake_engine::params::Value;
 use studymake_science::evaluation::metrics_file::MetricsFile;
 use studymake_science::evaluation::prediction_file::PREDICTION_FILE;
+use studymake_science::evaluation::reconstruction_file::{read_gridsize, reconstruction_path};
 use studymake_science::io::dataset::DatasetSummary;
 use studymake_science::io::npy::NpzFile;
 use studymake_science::physics::grouping::Gridsize;
@@ -145,6 +147,20 @@ pub fn metrics(dir: &Path) -> Result<Vec<Fact>> {
     ])
 }
 
+/// Another engine's reconstruction (a file, or a directory holding `reconstruction.npz`): its
+/// gridsize when it records one.
+pub fn reconstruction(output: &Path) -> Result<Vec<Fact>> {
+    let path = reconstruction_path(output);
+    Ok(match read_gridsize(&path)? {
+        Some(g) => vec![gridsize_fact(
+            Value::Int(g),
+            "reconstruction.gridsize",
+            "the reconstruction's recorded gridsize",
+        )],
+        None => Vec::new(),
+    })
+}
+
 /// A report directory: each condition's gridsize from its rows of `summary.csv`.
 pub fn report(dir: &Path) -> Result<Vec<Fact>> {
     Ok(crate::report::read_summary_gridsizes(dir)?
@@ -166,6 +182,7 @@ pub fn read(kind: &str, output: &Path) -> Result<Vec<Fact>> {
         "model" => model(output),
         "metrics" => metrics(output),
         "report" => report(output),
+        crate::shape::RECONSTRUCTION => reconstruction(output),
         _ => Ok(Vec::new()),
     }
 }

@@ -168,7 +168,7 @@ impl Builtins {
                         p("baseline_iterations", Some(Value::Int(50)), "ePIE iterations"),
                         p("stitch_crop", Some(Value::Int(20)), "central crop of each patch when stitching"),
                     ],
-                    inputs: vec!["model", "test_data"],
+                    inputs: vec!["model", "test_data", "reconstruction.*"],
                     output: Dir,
                     doc: "metrics against ground truth, with a classical baseline (reference section 8)",
                 },

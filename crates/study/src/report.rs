@@ -11,7 +11,9 @@
 //! The network's numbers of a condition are the mean over its replicates, with their standard
 //! deviation beside them; the criteria are decided with their uncertainty ([`crate::verdict`]).
 //! The ePIE baseline does not depend on the model's seed: its numbers are the first
-//! replicate's.
+//! replicate's; so are those of other engines' reconstructions (declared targets of kind
+//! `reconstruction`, in `metrics.json`'s `reconstructions`), each a row of every table beside the
+//! network and ePIE, a curve of the FRC figures and a column of `reconstructions.png`.
 //!
 //! Outputs: `summary.md`, `summary.csv` (a row per replicate), `reconstructions.png` (the
 //! first replicate of each condition), `probes.png`, `losses.png` (the first replicate),
@@ -124,6 +126,8 @@ pub struct Condition {
     /// Every replicate, in label order.
     pub runs: Vec<Run>,
     pub baseline: ModelNumbers,
+    /// Other engines' reconstructions, by name (the first replicate's evaluation).
+    pub others: Vec<(String, ModelNumbers)>,
     /// `(model, bin, amplitude, phase)` rows of the first replicate's `frc_curves.csv`.
     pub frc: Vec<(String, usize, f64, f64)>,
     /// The first replicate's evaluation directory (for the figures).
@@ -137,6 +141,14 @@ pub struct Condition {
 }
 
 impl Condition {
+    /// Every reconstruction's numbers by name: the network (its mean), the ePIE baseline, then
+    /// the others.
+    pub fn models(&self) -> Vec<(&str, &ModelNumbers)> {
+        let mut out = vec![(NETWORK, &self.network), (BASELINE, &self.baseline)];
+        out.extend(self.others.iter().map(|(n, m)| (n.as_str(), m)));
+        out
+    }
+
     /// The estimate of one of the network's numbers over the replicates.
     pub fn estimate(&self, pick: impl Fn(&ModelNumbers) -> f64) -> Estimate {
         let xs: Vec<f64> = self.runs.iter().map(|r| pick(&r.network)).collect();
@@ -266,6 +278,7 @@ struct Read {
     label: String,
     run: Run,
     baseline: ModelNumbers,
+    others: Vec<(String, ModelNumbers)>,
     gridsize: i64,
     dir: PathBuf,
     alignment: String,
@@ -318,6 +331,11 @@ pub fn gather(job: &JobSpec) -> Result<(Vec<Condition>, Vec<String>)> {
                 losses,
             },
             baseline: model_numbers(&j.metrics.baseline, &j.primary.baseline),
+            others: j
+                .reconstructions
+                .iter()
+                .map(|(n, r)| (n.clone(), model_numbers(&r.metrics, &r.primary)))
+                .collect(),
             gridsize: mg,
             dir: dir.clone(),
             alignment: j
@@ -372,6 +390,7 @@ pub fn gather(job: &JobSpec) -> Result<(Vec<Condition>, Vec<String>)> {
             network_sd,
             runs,
             baseline: first.baseline.clone(),
+            others: first.others.clone(),
             frc: read_frc(&first.dir)?,
             metrics_dir: first.dir.clone(),
             twin_fraction: mean_sd(&twins).0,
@@ -387,8 +406,9 @@ const CSV_HEADER: &str =
 psnr_255_amp,psnr_255_phase,ssim_amp,ssim_phase,ms_ssim_amp,ms_ssim_phase,frc50_amp,frc50_phase,\
 primary_psnr_amp,primary_psnr_phase,pearson_amp,pearson_phase,uncovered_fraction";
 
-/// `summary.csv`: one row per replicate of the network and one of the baseline per condition
-/// (the baseline's `replicate` is empty: it does not depend on the model's seed).
+/// `summary.csv`: one row per replicate of the network and one of the baseline and of each
+/// other reconstruction per condition (their `replicate` is empty: they do not depend on the
+/// model's seed).
 pub fn summary_csv(conds: &[Condition]) -> String {
     let mut s = format!("{CSV_HEADER}\n");
     for c in conds {
@@ -398,6 +418,7 @@ pub fn summary_csv(conds: &[Condition]) -> String {
             .map(|r| (r.label.as_str(), NETWORK, &r.network))
             .collect();
         rows.push(("", BASELINE, &c.baseline));
+        rows.extend(c.others.iter().map(|(n, m)| ("", n.as_str(), m)));
         for (replicate, model, m) in rows {
             let numbers: Vec<String> = m.to_vec().into_iter().map(f6).collect();
             s.push_str(&format!(
@@ -558,7 +579,7 @@ pub fn summary_md(conds: &[Condition], notes: &[String]) -> String {
     s.push_str("| condition | gridsize | probe | model | PSNR range amp | PSNR range phase | PSNR 255 amp | PSNR 255 phase | SSIM amp | SSIM phase | MS-SSIM amp | MS-SSIM phase | FRC50 amp | FRC50 phase |\n");
     s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for c in conds {
-        for (model, m) in [(NETWORK, &c.network), (BASELINE, &c.baseline)] {
+        for (model, m) in c.models() {
             s.push_str(&format!(
                 "| {} | {} | {} | {model} | {:.2} | {:.2} | {:.2} | {:.2} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} | {:.2} |\n",
                 c.name, c.gridsize, c.probe, m.psnr_range[0], m.psnr_range[1], m.psnr_255[0],
@@ -571,7 +592,7 @@ pub fn summary_md(conds: &[Condition], notes: &[String]) -> String {
     s.push_str("On the pixels at least one stitched crop covers (eroded by a margin), after registration: PSNR with the truth's data range over that region as peak, and the Pearson correlation with the truth of the amplitude and of the plane-removed phase (1 perfect, 0 unrelated, -1 inverted).\n\n");
     s.push_str("| condition | model | uncovered | PSNR amp | PSNR phase | Pearson amp | Pearson phase |\n|---|---|---|---|---|---|---|\n");
     for c in conds {
-        for (model, m) in [(NETWORK, &c.network), (BASELINE, &c.baseline)] {
+        for (model, m) in c.models() {
             s.push_str(&format!(
                 "| {} | {model} | {:.1}% | {:.2} | {:.2} | {:.4} | {:.4} |\n",
                 c.name,
@@ -606,6 +627,38 @@ pub fn summary_md(conds: &[Condition], notes: &[String]) -> String {
             s.push_str(&format!(
                 "| {g} | {BASELINE} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
                 bp[0], bp[1], b[0], b[1], b2[0], b2[1]
+            ));
+        }
+    }
+    let mut other_names: Vec<&str> = conds
+        .iter()
+        .flat_map(|c| c.others.iter().map(|(n, _)| n.as_str()))
+        .collect();
+    other_names.sort_unstable();
+    other_names.dedup();
+    for name in other_names {
+        for (g, i, h) in probe_pairs(conds) {
+            let find = |c: &Condition| {
+                c.others
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, m)| m.clone())
+            };
+            let (Some(a), Some(b)) = (find(i), find(h)) else {
+                continue;
+            };
+            let d = |f: fn(&ModelNumbers) -> [f64; 2]| {
+                let (x, y) = (f(&a), f(&b));
+                [x[0] - y[0], x[1] - y[1]]
+            };
+            let (dp, dr, d2) = (
+                d(|m| m.primary_psnr),
+                d(|m| m.psnr_range),
+                d(|m| m.psnr_255),
+            );
+            s.push_str(&format!(
+                "| {g} | {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                dp[0], dp[1], dr[0], dr[1], d2[0], d2[1]
             ));
         }
     }
@@ -648,10 +701,10 @@ pub fn summary_md(conds: &[Condition], notes: &[String]) -> String {
     }
     s.push_str(&criteria(conds));
     s.push_str("\n## Figures\n\n");
-    s.push_str("- `reconstructions.png`: the network's registered reconstruction of every condition (its first replicate) beside the ground truth (amplitude and phase).\n");
+    s.push_str("- `reconstructions.png`: the network's registered reconstruction of every condition (its first replicate) beside the ground truth (amplitude and phase), and every other engine's reconstruction.\n");
     s.push_str("- `probes.png`: the probes (amplitude and phase).\n");
     s.push_str("- `losses.png`: training (solid) and validation (dashed) loss per epoch (first replicate).\n");
-    s.push_str("- `frc_amplitude.png`, `frc_phase.png`: FRC curves, network (solid, first replicate) and ePIE baseline (dashed).\n");
+    s.push_str("- `frc_amplitude.png`, `frc_phase.png`: FRC curves, network (solid, first replicate), the ePIE baseline and any other engine (dashed).\n");
     if !notes.is_empty() {
         s.push_str("\n## Notes\n\n");
         for n in notes {
@@ -683,6 +736,14 @@ pub fn report(job: &JobSpec) -> Result<Params> {
             read_aligned(&c.metrics_dir, "ptychopinn_complex")?,
             covered.mapv(|v| v != 0),
         ));
+        for (name, _) in &c.others {
+            let covered: Array2<u8> = NpzFile::open(&p)?.read(&format!("{name}_covered"))?;
+            recons.push((
+                format!("{} {name}", c.name),
+                read_aligned(&c.metrics_dir, &format!("{name}_complex"))?,
+                covered.mapv(|v| v != 0),
+            ));
+        }
     }
     let mut cols: Vec<MaskedColumn> = vec![("ground truth", &gt, None)];
     cols.extend(recons.iter().map(|(n, a, m)| (n.as_str(), a, Some(m))));
@@ -754,7 +815,9 @@ pub fn report(job: &JobSpec) -> Result<Params> {
         let mut series = Vec::new();
         let mut colours = Vec::new();
         for (k, c) in conds.iter().enumerate() {
-            for (model, dashed) in [(NETWORK, false), (BASELINE, true)] {
+            let mut models = vec![(NETWORK, false), (BASELINE, true)];
+            models.extend(c.others.iter().map(|(n, _)| (n.as_str(), true)));
+            for (model, dashed) in models {
                 let pts: Vec<(f64, f64)> = c
                     .frc
                     .iter()
@@ -869,6 +932,7 @@ mod tests {
                 baseline_iterations: 3,
                 stitch_crop: 8,
             },
+            &[],
         )
         .unwrap();
         // Stand in for a gridsize-2 evaluation's records.

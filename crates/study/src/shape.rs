@@ -15,14 +15,19 @@
 //! and one `metrics` per seed (`gs1_idealized/s42/model`), sharing its datasets; the report
 //! reads them all and gives each number with its spread.
 //!
+//! A Studyfile may declare more kinds per condition (`[targets.NAME]`); one of class
+//! `reconstruction` (another engine's reconstruction of the test data) is read by every
+//! `metrics` of its condition as the input `reconstruction.NAME` and scored beside the network
+//! and the ePIE baseline.
+//!
 //! The report reads every condition's `metrics` and `model` and every probe, and gets each
 //! condition's `gridsize` and probe name as parameters `gridsize.<condition>` and
 //! `probe.<condition>`.
 
 use crate::facts::GRIDSIZE;
 use studymake_engine::catalog::{
-    Axis, AxisValues, ConditionParams, InputFrom, Kind, OutputKind, Replicates, Section, Shape,
-    Summary,
+    Axis, AxisValues, Class, ConditionParams, InputFrom, Kind, OutputKind, Replicates, Section,
+    Shape, Summary,
 };
 use studymake_engine::params::Value;
 use studymake_science::physics::grouping::Gridsize;
@@ -33,6 +38,10 @@ pub const SEED: &str = "seed";
 /// The model's seed (weights, shuffling, validation split), apart from its data's: a list of
 /// values makes replicates that share their datasets. When unset, `train_seed`.
 pub const MODEL_SEED: &str = "model_seed";
+
+/// The class of a declared target (`[targets.NAME] kind = "reconstruction"`) whose output is
+/// another engine's reconstruction of the test data, scored by every `metrics` of its condition.
+pub const RECONSTRUCTION: &str = "reconstruction";
 
 /// The study's shape.
 pub fn shape() -> Shape {
@@ -79,6 +88,7 @@ pub fn shape() -> Shape {
                 command_inputs: vec![],
                 default_output: OutputKind::File("npz"),
                 aliases: train,
+                class: None,
             },
             Kind {
                 name: "test_data",
@@ -88,6 +98,7 @@ pub fn shape() -> Shape {
                 command_inputs: vec![],
                 default_output: OutputKind::File("npz"),
                 aliases: test.clone(),
+                class: None,
             },
             Kind {
                 name: "model",
@@ -97,6 +108,7 @@ pub fn shape() -> Shape {
                 command_inputs: vec![("test_data", InputFrom::Kind("test_data"))],
                 default_output: OutputKind::Dir,
                 aliases: vec![(SEED, MODEL_SEED), ("n_images", "n_train")],
+                class: None,
             },
             Kind {
                 name: "metrics",
@@ -109,6 +121,7 @@ pub fn shape() -> Shape {
                 command_inputs: vec![],
                 default_output: OutputKind::Dir,
                 aliases: test,
+                class: None,
             },
         ],
         summary: Some(Summary {
@@ -125,6 +138,14 @@ pub fn shape() -> Shape {
             kinds: vec!["model", "metrics"],
             prefix: "s",
         }),
+        classes: vec![Class {
+            name: RECONSTRUCTION,
+            read_by: "metrics",
+            doc: "another engine's reconstruction of the condition's test data: \
+                  `reconstruction.npz` (or the output itself, with `output = \"npz\"`) holding \
+                  `object`, the complex object on the ground truth's pixel grid, and optionally \
+                  `gridsize`; `evaluate` scores it as it scores the ePIE baseline",
+        }],
     }
 }
 

@@ -57,7 +57,7 @@ pub(super) fn finish(
     // A built-in recipe's output must be readable as what it claims to be; an external
     // command's output may be in a format studymake does not know, and then only its report
     // speaks for it.
-    let facts = match (catalog.inspect(&t.kind, out), &t.recipe) {
+    let facts = match (catalog.inspect(graph.inspected_as(i), out), &t.recipe) {
         (Ok(facts), _) => facts,
         (Err(e), Recipe::Builtin { .. }) => {
             return Err(Error::Build {

@@ -92,7 +92,7 @@ fn run(
     let mut executor: Box<dyn Executor> = if slurm {
         Box::new(SlurmExecutor::new(
             &graph.studyfile_dir()?,
-            slurm_executor::settings_from(graph.executor.as_ref(), &catalog.shape().all_kinds())?,
+            slurm_executor::settings_from(graph.executor.as_ref(), &graph.shape.all_kinds())?,
             slurm_executor::job_prefix(&graph.name, &graph.out_dir),
         )?)
     } else {

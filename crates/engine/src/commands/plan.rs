@@ -17,7 +17,7 @@ pub fn dry_run(g: &Settings, catalog: &dyn Catalog, targets: &[String]) -> Resul
     let slurm = if executor_kind(graph, g)? == "slurm" {
         Some((
             graph.studyfile_dir()?,
-            slurm_executor::settings_from(graph.executor.as_ref(), &catalog.shape().all_kinds())?,
+            slurm_executor::settings_from(graph.executor.as_ref(), &graph.shape.all_kinds())?,
             slurm_executor::job_prefix(&graph.name, &graph.out_dir),
         ))
     } else {
@@ -149,7 +149,8 @@ pub fn graph(g: &Settings, catalog: &dyn Catalog) -> Result<i32> {
     Ok(0)
 }
 
-/// `studymake recipes`: the built-in recipes, their versions, parameters and inputs.
+/// `studymake recipes`: the built-in recipes, their versions, parameters and inputs, and the
+/// kinds a target declared in `[targets.NAME]` may have.
 pub fn recipes(catalog: &dyn Catalog) -> Result<i32> {
     for r in catalog.recipes() {
         println!("{} v{}: {}", r.name, r.version, r.doc);
@@ -166,6 +167,17 @@ pub fn recipes(catalog: &dyn Catalog) -> Result<i32> {
                 .map(|d| format!(" (default {d})"))
                 .unwrap_or_default();
             println!("    {}{d}: {}", p.name, p.doc);
+        }
+    }
+    let classes = &catalog.shape().classes;
+    if !classes.is_empty() {
+        println!();
+        println!("kinds of a declared target ([targets.NAME] kind = \"KIND\"):");
+        for c in classes {
+            println!(
+                "{}: read by every `{}` of its condition as `{}.NAME`; {}",
+                c.name, c.read_by, c.name, c.doc
+            );
         }
     }
     Ok(0)

@@ -8,6 +8,7 @@
 //!   profile, then the condition's or artifact's own), range checks and unused parameters;
 //! * [`command`]: what an external command reads (its placeholders) and its checks;
 //! * [`matrix`]: the conditions, from `[matrix]` and `[conditions.NAME]`;
+//! * [`declared`]: the kinds the Studyfile declares (`[targets.NAME]`), added to the shape;
 //! * [`wiring`]: the targets of sections, conditions and the summary, with their inputs;
 //! * [`order`]: the topological order and its cycle error;
 //! * [`dot`]: the graph in DOT.
@@ -17,6 +18,7 @@
 //! nowhere else. A target's key contains only the parameters its recipe reads.
 
 mod command;
+mod declared;
 mod dot;
 mod matrix;
 mod order;
@@ -101,6 +103,9 @@ pub struct Graph {
     pub order: Vec<usize>,
     /// The `[executor]` table, interpreted by the executor.
     pub executor: Option<toml::Value>,
+    /// The study's shape with the kinds the Studyfile declares (`[targets.NAME]`) added: what
+    /// the build, `verify` and the executors consult, rather than the catalog's own.
+    pub shape: Shape,
 }
 
 /// The longest study, artifact or condition name.
@@ -162,6 +167,8 @@ struct Builder<'a> {
     command_params: HashMap<String, BTreeSet<String>>,
     /// Each condition's replicate labels (`s42`), `None` for its one unlabelled replicate.
     replicate_labels: HashMap<String, Vec<Option<String>>>,
+    /// The kinds the Studyfile declares, by name.
+    declared: BTreeMap<String, declared::Declared<'a>>,
 }
 
 impl Graph {
@@ -206,18 +213,24 @@ impl Graph {
             return Err(sf.error(raw.study.name.span(), format!("`study.name` {why}")));
         }
         let out_dir = Self::out_dir_of(sf)?;
+        let (shape, declared) = declared::extend(sf, catalog)?;
+        let kind_decls = declared
+            .iter()
+            .map(|(n, d)| (n.clone(), (d.decl.clone(), d.span.clone())))
+            .collect();
         let mut b = Builder {
             sf,
             catalog,
-            shape: catalog.shape(),
+            shape: &shape,
             layers: Vec::new(),
             consumed: BTreeSet::new(),
             targets: Vec::new(),
             index: HashMap::new(),
             spans: Vec::new(),
-            kind_decls: HashMap::new(),
+            kind_decls,
             command_params: HashMap::new(),
             replicate_labels: HashMap::new(),
+            declared,
         };
         b.layers = b.layers(profile)?;
         for section in &b.shape.sections {
@@ -232,15 +245,17 @@ impl Graph {
         }
         b.check_unused_params()?;
         let order = b.topo_order()?;
+        let targets = b.targets;
         Ok(Graph {
             name,
             studyfile: sf.path.clone(),
             out_dir,
             profile: profile.map(str::to_string),
             conditions,
-            targets: b.targets,
+            targets,
             order,
             executor: raw.executor.as_ref().map(|e| e.get_ref().clone()),
+            shape,
         })
     }
 
@@ -392,6 +407,11 @@ impl Graph {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
         std::path::absolute(&d).map_err(|e| Error::io(&d, e))
+    }
+
+    /// What the catalog reads target `i`'s output as ([`Shape::inspected_as`]).
+    pub fn inspected_as(&self, i: usize) -> &str {
+        self.shape.inspected_as(&self.targets[i].kind)
     }
 
     /// The condition of a target, if it has one.

@@ -329,8 +329,24 @@ impl<'a> Builder<'a> {
         };
         let info = info.clone();
         if !info.inputs.contains(&"*") {
-            let want: BTreeSet<&str> = info.inputs.iter().copied().collect();
-            let got: BTreeSet<&str> = site.provided.iter().map(String::as_str).collect();
+            // `PREFIX.*` accepts any number of roles `PREFIX.NAME`.
+            let patterns: Vec<&str> = info
+                .inputs
+                .iter()
+                .filter_map(|r| r.strip_suffix('*'))
+                .collect();
+            let want: BTreeSet<&str> = info
+                .inputs
+                .iter()
+                .copied()
+                .filter(|r| !r.ends_with('*'))
+                .collect();
+            let got: BTreeSet<&str> = site
+                .provided
+                .iter()
+                .map(String::as_str)
+                .filter(|r| !patterns.iter().any(|p| r.starts_with(p)))
+                .collect();
             if want != got {
                 return Err(self.sf.error(
                     site.span.clone(),

@@ -317,3 +317,152 @@ fn a_condition_sets_a_parameter_only_some_of_its_kinds_read() {
         "{e}"
     );
 }
+
+const CHECK: &str = "\n[targets.check_a]\ncommand = [\"check\", \"{input.prepared}\", \"{param.depth}\", \"{output}\"]\nversion = \"c-1\"\ninputs = [\"prepared\", \"source\"]\nparams = { depth = 3, seed = 5 }\nkind = \"check\"\n";
+
+#[test]
+fn a_declared_target_is_a_kind_of_every_condition_read_by_its_class() {
+    let g = graph(&studyfile_text(&format!("{MATRIX}{CHECK}"))).unwrap();
+    let i = g.find("l2_b/check_a").unwrap();
+    let t = &g.targets[i];
+    assert_eq!(
+        (t.kind.as_str(), t.condition.as_deref()),
+        ("check_a", Some("l2_b"))
+    );
+    assert_eq!(t.output, PathBuf::from("l2_b/check_a"));
+    assert!(t.output_is_dir);
+    // Its inputs: the condition's prepared data and its source artifact.
+    let roles: Vec<(&str, &str)> = t
+        .inputs
+        .iter()
+        .map(|inp| match inp.source {
+            InputSource::Target(j) => (inp.role.as_str(), g.targets[j].name.as_str()),
+            InputSource::File(_) => (inp.role.as_str(), ""),
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [("prepared", "l2_b/prepared"), ("source", "sources/b")]
+    );
+    // Its own parameters (`seed` under its own name: the prepared data, the first kind it reads,
+    // has no alias for it) and the structural one.
+    assert_eq!(t.params.get("depth"), Some(&Value::Int(3)));
+    assert_eq!(t.params.get("seed"), Some(&Value::Int(5)));
+    assert_eq!(t.params.get("level"), Some(&Value::Int(2)));
+    // The class's reader reads it as `check.check_a`; the summary does not.
+    let fit = &g.targets[g.find("l2_b/fit").unwrap()];
+    assert!(fit
+        .inputs
+        .iter()
+        .any(|inp| inp.role == "check.check_a" && inp.source == InputSource::Target(i)));
+    // A kind like any other: selectors, the shape the build and verify use, the order.
+    assert_eq!(g.matches(&["check_a".into()]).unwrap().len(), 4);
+    assert_eq!(g.matches(&["l1_a/check_a".into()]).unwrap().len(), 1);
+    assert!(g.shape.all_kinds().contains(&"check_a"));
+    assert_eq!(g.inspected_as(i), "check");
+    let pos = |i: usize| g.order.iter().position(|&j| j == i).unwrap();
+    assert!(pos(i) < pos(g.find("l2_b/fit").unwrap()));
+}
+
+#[test]
+fn a_declared_target_reading_a_replicated_kind_is_replicated_with_it() {
+    let text = studyfile_text(&format!(
+        "{MATRIX}\n[targets.after]\ncommand = [\"x\", \"{{input.fit}}\", \"{{output}}\"]\ninputs = [\"fit\"]\n"
+    ))
+    .replace("fit_seed = 3", "fit_seed = [3, 4]");
+    let g = graph(&text).unwrap();
+    let t = &g.targets[g.find("l1_a/s4/after").unwrap()];
+    assert_eq!(
+        t.params.get("seed"),
+        Some(&Value::Int(4)),
+        "read as the fit reads it"
+    );
+    let fit = g.find("l1_a/s4/fit").unwrap();
+    assert_eq!(t.inputs[0].source, InputSource::Target(fit));
+    assert!(g.find("l1_a/after").is_none());
+}
+
+#[test]
+fn declared_targets_are_refused_with_the_reason() {
+    let e = err(&studyfile_text(&format!(
+        "{MATRIX}{}",
+        CHECK.replace("kind = \"check\"", "kind = \"chek\"")
+    )));
+    assert!(
+        e.contains("unknown kind `chek`") && e.contains("did you mean `check`"),
+        "{e}"
+    );
+    let e = err(&studyfile_text(&format!(
+        "{MATRIX}{}",
+        CHECK.replace("\"prepared\", \"source\"", "\"prepard\"")
+    )));
+    assert!(
+        e.contains("input `prepard` is no kind or artifact") && e.contains("`prepared`"),
+        "{e}"
+    );
+    let e = err(&studyfile_text(&format!(
+        "{MATRIX}{}",
+        CHECK.replace("\"prepared\", \"source\"", "\"fit\"")
+    )));
+    assert!(e.contains("would be a cycle"), "{e}");
+    let e = err(&studyfile_text(&format!(
+        "{MATRIX}{}",
+        CHECK.replace("depth = 3", "depth = 3, level = 2")
+    )));
+    assert!(e.contains("`level` is set by [matrix]"), "{e}");
+    let e = err(&studyfile_text(&format!(
+        "{MATRIX}{}",
+        CHECK.replace("depth = 3", "depth = 3, width = 2")
+    )));
+    assert!(
+        e.contains("[targets.check_a]: its recipe reads no parameter `width`"),
+        "{e}"
+    );
+    let e = err(&studyfile_text(&format!(
+        "{MATRIX}{}",
+        CHECK.replace("check_a]", "fitted]")
+    )));
+    assert!(e.contains("`fitted` is already a name of the study"), "{e}");
+    let e = err(&studyfile_text(&format!(
+        "{MATRIX}{}",
+        CHECK.replace("check_a]", "s3]")
+    )));
+    assert!(e.contains("`s3` is already a name"), "{e}");
+    let e = err(&studyfile_text(&format!(
+        "{MATRIX}{CHECK}\n[recipes]\ncheck_a = \"fit\"\n"
+    )));
+    assert!(
+        e.contains("`check_a` is declared in [targets.check_a]"),
+        "{e}"
+    );
+    let e = err(&studyfile_text(&format!(
+        "{MATRIX}\n[targets.x]\ncommand = [\"x\", \"{{output}}\"]\ninputs = [\"y\"]\n[targets.y]\ncommand = [\"y\", \"{{output}}\"]\ninputs = [\"x\"]\n"
+    )));
+    assert!(e.contains("`x`, `y` read each other in a cycle"), "{e}");
+    let e = err(&studyfile_text(&format!(
+        "{MATRIX}\n[targets.x]\nrecipe = \"fit\"\ninputs = [\"prepared\"]\nversion = \"1\"\n"
+    )));
+    assert!(
+        e.contains("`version` and `output` belong to a `command`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_declared_builtin_reads_its_own_parameters_first_and_another_declared_target() {
+    let g = graph(&studyfile_text(&format!(
+        "{MATRIX}\n[targets.long_fit]\nrecipe = \"fit\"\ninputs = [\"prepared\"]\nparams = {{ steps = 99, seed = 7 }}\n\n[targets.after]\ncommand = [\"x\", \"{{input.long_fit}}\", \"{{output}}\"]\ninputs = [\"long_fit\"]\nparams = {{ seed = 1 }}\n"
+    )))
+    .unwrap();
+    let t = &g.targets[g.find("l1_b/long_fit").unwrap()];
+    assert_eq!(t.params.get("steps"), Some(&Value::Int(99)));
+    assert_eq!(t.params.get("seed"), Some(&Value::Int(7)));
+    let a = &g.targets[g.find("l1_b/after").unwrap()];
+    assert_eq!(
+        a.inputs[0].source,
+        InputSource::Target(g.find("l1_b/long_fit").unwrap())
+    );
+    // The ordinary fit keeps [params]'s value.
+    let f = &g.targets[g.find("l1_b/fit").unwrap()];
+    assert_eq!(f.params.get("steps"), Some(&Value::Int(10)));
+}

@@ -127,11 +127,24 @@ impl Builder<'_> {
         Ok(d)
     }
 
-    /// Every key of `[recipes]` must be a condition kind or the summary.
+    /// Every key of `[recipes]` must be a condition kind or the summary; a declared kind's
+    /// recipe is given where it is declared.
     fn check_recipe_kinds(&self) -> Result<()> {
-        let mut kinds: Vec<&str> = self.shape.kinds.iter().map(|k| k.name).collect();
+        let mut kinds: Vec<&str> = self
+            .shape
+            .kinds
+            .iter()
+            .map(|k| k.name)
+            .filter(|k| !self.declared.contains_key(*k))
+            .collect();
         kinds.extend(self.shape.summary.iter().map(|s| s.name));
         for (k, v) in &self.sf.raw.recipes {
+            if self.declared.contains_key(k) {
+                return Err(self.sf.error(
+                    v.span(),
+                    format!("[recipes]: `{k}` is declared in [targets.{k}]; give its recipe there"),
+                ));
+            }
             if !kinds.contains(&k.as_str()) {
                 return Err(self.sf.error(
                     v.span(),
@@ -233,10 +246,16 @@ impl Builder<'_> {
                     .collect();
                 let roles: Vec<String> = inputs.iter().map(|i| i.role.clone()).collect();
                 let what = format!("{}/{}", dir.display(), kind.name);
+                // A declared kind's own parameters are its most specific layer.
+                let declared_own = self.declared.get(kind.name).map(|d| {
+                    let mut t = own.clone().unwrap_or_default();
+                    t.extend(d.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    t
+                });
                 let site = TargetSite {
                     kind: kind.name,
                     structural: Some(&structural),
-                    own: own_ref,
+                    own: declared_own.as_ref().or(own_ref),
                     provided: &roles,
                     what: &what,
                     span: span.clone(),
@@ -244,6 +263,7 @@ impl Builder<'_> {
                     replicate: value,
                 };
                 let (recipe, params, ext) = self.recipe_and_params(&decl, &site)?;
+                self.check_declared_params(kind.name, &params)?;
                 let base = kind.output_name;
                 let output = match &ext {
                     Some(e) => dir.join(format!("{base}.{e}")),
@@ -284,6 +304,30 @@ impl Builder<'_> {
             }
         }
         self.replicate_labels.insert(c.name.clone(), labels);
+        Ok(())
+    }
+
+    /// Every parameter in a declared kind's own `params` must be one its recipe reads.
+    fn check_declared_params(&self, kind: &str, params: &Params) -> Result<()> {
+        let Some(d) = self.declared.get(kind) else {
+            return Ok(());
+        };
+        for (k, v) in d.params {
+            let read = params
+                .keys()
+                .any(|p| p == k || self.shape.study_name(kind, p) == k);
+            if !read {
+                let names: Vec<&str> = params.keys().map(String::as_str).collect();
+                return Err(self.sf.error(
+                    v.span(),
+                    format!(
+                        "[targets.{kind}]: its recipe reads no parameter `{k}`{}; it reads: {}",
+                        did_you_mean(k, names.iter().copied()),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 

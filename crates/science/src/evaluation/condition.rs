@@ -11,8 +11,8 @@ use crate::evaluation::baseline::{epie, EpieOptions};
 use crate::evaluation::metrics::{image_metrics, ImageMetrics};
 use crate::evaluation::metrics_file::{
     BaselineRecord, CoverageRecord, DatasetRecord, ImageRecord, MetricsFile, ModelRecord, Models,
-    Offset, PrimaryModels, PrimaryRecord, RegistrationRecord, Shift, TwinRecord, Uncovered,
-    UnregisteredModels,
+    Offset, PrimaryModels, PrimaryRecord, ReconstructionRecord, RegistrationRecord, Shift,
+    TwinRecord, Uncovered, UnregisteredModels,
 };
 use crate::evaluation::primary::{
     covered_mask, primary_metrics, shift_and_crop_mask, PrimaryMetrics, COVERAGE_MARGIN,
@@ -146,8 +146,8 @@ pub fn register_and_crop(
 /// One reconstruction carried through the pipeline.
 #[derive(Clone, Debug)]
 pub struct ModelEvaluation {
-    /// `PtychoPINN` or `ePIE`.
-    pub name: &'static str,
+    /// `PtychoPINN`, `ePIE`, or the name of another engine's reconstruction.
+    pub name: String,
     /// The stitched reconstruction after the coordinate alignment (before registration).
     pub recon: Array2<Complex64>,
     /// The ground truth cropped the same way.
@@ -170,7 +170,7 @@ pub struct ModelEvaluation {
 /// Stitch `patches` at `centroids` and carry the result through alignment, registration and
 /// metrics against `object`.
 pub fn evaluate_patches(
-    name: &'static str,
+    name: &str,
     patches: &Array3<Complex64>,
     centroids: &Array2<f64>,
     object: &Array2<Complex64>,
@@ -195,7 +195,7 @@ pub fn evaluate_patches(
     let unregistered = image_metrics(&plain.recon, &plain.gt)?;
     let holes = recon.iter().filter(|z| z.norm_sqr() == 0.0).count();
     Ok(ModelEvaluation {
-        name,
+        name: name.to_string(),
         uncovered_fraction: holes as f64 / recon.len().max(1) as f64,
         recon,
         gt,
@@ -264,6 +264,9 @@ pub struct ConditionEvaluation {
     pub n_groups: usize,
     pub network: ModelEvaluation,
     pub baseline: ModelEvaluation,
+    /// Other engines' reconstructions (declared targets of kind `reconstruction`), by name, each
+    /// scored as the baseline is.
+    pub others: Vec<ModelEvaluation>,
     /// The network's patches against their true patches and twins.
     pub twin: TwinScores,
 }
@@ -272,12 +275,34 @@ fn c64(a: &Array2<Complex32>) -> Array2<Complex64> {
     a.mapv(|z| Complex64::new(z.re as f64, z.im as f64))
 }
 
-/// Evaluate a prediction and the ePIE baseline on `data` (section 8). The gridsize is read from
-/// the prediction and the dataset only, and must agree with `settings.declared_gridsize`.
+/// Score a whole-object reconstruction on the truth's grid as the baseline is scored: cut into
+/// the network's patches at its centroids, then through the identical stitching, registration
+/// and metrics.
+fn evaluate_object(
+    name: &str,
+    rec: &Array2<Complex64>,
+    centroids: &Array2<f64>,
+    n: usize,
+    object: &Array2<Complex64>,
+    stitch_crop: usize,
+) -> Result<ModelEvaluation> {
+    let m = centroids.nrows();
+    let mut patches = Array3::<Complex64>::zeros((m, n, n));
+    for k in 0..m {
+        let p = extract_patch(rec, centroids[[k, 0]], centroids[[k, 1]], n);
+        patches.slice_mut(s![k, .., ..]).assign(&p);
+    }
+    evaluate_patches(name, &patches, centroids, object, stitch_crop)
+}
+
+/// Evaluate a prediction, the ePIE baseline and every other engine's reconstruction (`others`:
+/// name and object on the truth's grid) on `data` (section 8). The gridsize is read from the
+/// prediction and the dataset only, and must agree with `settings.declared_gridsize`.
 pub fn evaluate_condition(
     pred: &Prediction,
     data: &Dataset,
     settings: &ConditionSettings,
+    others: &[(String, Array2<Complex32>)],
 ) -> Result<ConditionEvaluation> {
     let facts = GridsizeFacts {
         model: pred.gridsize,
@@ -297,6 +322,16 @@ pub fn evaluate_condition(
             "prediction has {m} patches but the dataset has {} groups",
             data.group_index.nrows()
         )));
+    }
+    for (name, o) in others {
+        if o.dim() != data.object.dim() || name == NETWORK || name == BASELINE {
+            return Err(Error::Invalid(format!(
+                "reconstruction `{name}`: {:?} on a {:?} ground truth; every reconstruction is \
+                 named apart from {NETWORK} and {BASELINE} and lies on the truth's grid",
+                o.dim(),
+                data.object.dim()
+            )));
+        }
     }
     let object = c64(&data.object);
     let t0 = std::time::Instant::now();
@@ -336,16 +371,11 @@ pub fn evaluate_condition(
             Err(e) => return (Err(e), 0.0, 0.0),
         };
         let t_epie = t.elapsed().as_secs_f64();
-        // The baseline goes through the identical stitching: its patches at the same centroids.
-        let mut bpatches = Array3::<Complex64>::zeros((m, n, n));
-        for k in 0..m {
-            let p = extract_patch(&rec, pred.centroids[[k, 0]], pred.centroids[[k, 1]], n);
-            bpatches.slice_mut(s![k, .., ..]).assign(&p);
-        }
-        let r = evaluate_patches(
+        let r = evaluate_object(
             BASELINE,
-            &bpatches,
+            &rec,
             &pred.centroids,
+            n,
             &object,
             settings.stitch_crop,
         );
@@ -353,10 +383,25 @@ pub fn evaluate_condition(
     };
     let ((network, t_net), (baseline, t_epie, t_base)) = rayon::join(run_network, run_baseline);
     let (network, baseline) = (network?, baseline?);
+    let t = std::time::Instant::now();
+    let others = others
+        .iter()
+        .map(|(name, o)| {
+            evaluate_object(
+                name,
+                &c64(o),
+                &pred.centroids,
+                n,
+                &object,
+                settings.stitch_crop,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let t_others = t.elapsed().as_secs_f64();
     let twin = twin_scores(&patches, &pred.centroids, &object)?;
     tracing::info!(
         "evaluation timings: network stitch+metrics {t_net:.3} s, ePIE {t_epie:.3} s, \
-         baseline metrics {t_base:.3} s, total {:.3} s",
+         baseline metrics {t_base:.3} s, other reconstructions {t_others:.3} s, total {:.3} s",
         t0.elapsed().as_secs_f64()
     );
     Ok(ConditionEvaluation {
@@ -366,6 +411,7 @@ pub fn evaluate_condition(
         n_groups: m,
         network,
         baseline,
+        others,
         twin,
     })
 }
@@ -468,12 +514,19 @@ fn add_images(w: &mut NpzOut, prefix: &str, img: &Array2<Complex64>) -> Result<(
 }
 
 impl ConditionEvaluation {
+    /// Every reconstruction scored: the network, the baseline, then the others.
+    pub fn all(&self) -> impl Iterator<Item = &ModelEvaluation> {
+        [&self.network, &self.baseline]
+            .into_iter()
+            .chain(self.others.iter())
+    }
+
     /// `comparison_metrics.csv` content.
     pub fn comparison_csv(&self) -> String {
         let mut out = String::from("model,metric,amplitude,phase,value\n");
         let rows =
-            |m: &ModelEvaluation| metric_rows(m.name, &m.metrics, &m.unregistered, &m.aligned);
-        for r in rows(&self.network).into_iter().chain(rows(&self.baseline)) {
+            |m: &ModelEvaluation| metric_rows(&m.name, &m.metrics, &m.unregistered, &m.aligned);
+        for r in self.all().flat_map(rows) {
             out.push_str(&r);
             out.push('\n');
         }
@@ -538,6 +591,20 @@ impl ConditionEvaluation {
                 note: PRIMARY_NOTE.into(),
             },
             psnr_note: PSNR_NOTE.into(),
+            reconstructions: self
+                .others
+                .iter()
+                .map(|o| {
+                    let record = ReconstructionRecord {
+                        metrics: ImageRecord::with_primary(&o.metrics, &o.primary),
+                        metrics_unregistered: (&o.unregistered).into(),
+                        primary: (&o.primary).into(),
+                        registration: off(&o.aligned),
+                        uncovered_fraction: o.uncovered_fraction,
+                    };
+                    (o.name.clone(), record)
+                })
+                .collect(),
             registration: RegistrationRecord {
                 network: off(&self.network.aligned),
                 border_crop: REGISTRATION_BORDER,
@@ -564,7 +631,7 @@ impl ConditionEvaluation {
     /// `frc_curves.csv` content: `model,frequency_bin,amplitude_frc,phase_frc`.
     pub fn frc_csv(&self) -> String {
         let mut out = String::from("model,frequency_bin,amplitude_frc,phase_frc\n");
-        for m in [&self.network, &self.baseline] {
+        for m in self.all() {
             let a = &m.metrics.amplitude.frc;
             let p = &m.metrics.phase.frc;
             for k in 0..a.len().max(p.len()) {
@@ -584,12 +651,19 @@ impl ConditionEvaluation {
         let mut w = NpzOut::compressed(&p)?;
         add_images(&mut w, "ptychopinn", &self.network.recon)?;
         add_images(&mut w, "baseline", &self.baseline.recon)?;
+        for o in &self.others {
+            add_images(&mut w, &o.name, &o.recon)?;
+        }
         add_images(&mut w, "ground_truth", &self.network.gt)?;
         w.finish()?;
         let p = dir.join("reconstructions_aligned.npz");
         let mut w = NpzOut::compressed(&p)?;
         add_images(&mut w, "ptychopinn", &self.network.aligned.recon)?;
         add_images(&mut w, "baseline", &self.baseline.aligned.recon)?;
+        for o in &self.others {
+            add_images(&mut w, &o.name, &o.aligned.recon)?;
+            w.add(&format!("{}_covered", o.name), &o.covered.mapv(|c| c as u8))?;
+        }
         add_images(&mut w, "ground_truth", &self.network.aligned.gt)?;
         for (prefix, a) in [
             ("pinn", &self.network.aligned),
@@ -604,23 +678,19 @@ impl ConditionEvaluation {
         }
         w.finish()?;
         // Each panel's title names the method that aligned it.
-        let label = |m: &ModelEvaluation| format!("{} [{}]", m.name, m.aligned.method());
-        let (net_label, base_label) = (label(&self.network), label(&self.baseline));
+        let labels: Vec<String> = self
+            .all()
+            .map(|m| format!("{} [{}]", m.name, m.aligned.method()))
+            .collect();
+        let columns: Vec<_> = self
+            .all()
+            .zip(&labels)
+            .map(|(m, label)| (label.as_str(), &m.aligned.recon, &m.covered))
+            .collect();
         crate::evaluation::figure::comparison_figure(
             &dir.join("comparison.png"),
             &self.network.aligned.gt,
-            &[
-                (
-                    &net_label,
-                    &self.network.aligned.recon,
-                    &self.network.covered,
-                ),
-                (
-                    &base_label,
-                    &self.baseline.aligned.recon,
-                    &self.baseline.covered,
-                ),
-            ],
+            &columns,
         )?;
         Ok(())
     }
@@ -641,9 +711,60 @@ mod tests {
     }
 
     #[test]
+    fn another_engines_object_is_scored_as_the_baseline_and_written_beside_it() {
+        let (data, pred) = perfect_case(false);
+        // The truth itself as another engine's reconstruction, and a flat object.
+        let flat = data.object.mapv(|_| Complex32::new(1.0, 0.0));
+        let others = vec![
+            ("truth".to_string(), data.object.clone()),
+            ("flat".to_string(), flat),
+        ];
+        let ev = evaluate_condition(&pred, &data, &settings(), &others).unwrap();
+        let names: Vec<&str> = ev.all().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, [NETWORK, BASELINE, "truth", "flat"]);
+        let truth = &ev.others[0];
+        assert!(
+            truth.primary.amplitude.pearson > 0.9999,
+            "{:?}",
+            truth.primary
+        );
+        assert!(truth.metrics.amplitude.ssim > 0.9999);
+        // The truth through the baseline's path scores as the perfect network does.
+        assert!((truth.metrics.amplitude.ssim - ev.network.metrics.amplitude.ssim).abs() < 1e-6);
+        assert!(ev.others[1].metrics.amplitude.ssim < 0.5);
+        let d = tempfile::tempdir().unwrap();
+        ev.write(d.path()).unwrap();
+        let j = MetricsFile::read(d.path()).unwrap();
+        let keys: Vec<&str> = j.reconstructions.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["flat", "truth"]);
+        assert_eq!(
+            j.reconstructions["truth"].metrics.amplitude.pearson,
+            Some(j.reconstructions["truth"].primary.amplitude.pearson)
+        );
+        let csv = std::fs::read_to_string(d.path().join("comparison_metrics.csv")).unwrap();
+        assert!(
+            csv.contains("\ntruth,ssim,") && csv.contains("\nflat,frc50,"),
+            "{csv}"
+        );
+        let npz =
+            crate::io::npy::NpzFile::open(&d.path().join("reconstructions_aligned.npz")).unwrap();
+        assert!(npz.has("truth_complex") && npz.has("flat_covered"));
+        // Without others, metrics.json has no `reconstructions` key at all (the same bytes as
+        // before declared targets existed).
+        let plain = evaluate_condition(&pred, &data, &settings(), &[]).unwrap();
+        assert!(!plain.metrics_file().to_text().contains("reconstructions"));
+        // A reconstruction on another grid, or named as the network, is refused.
+        let small = vec![("x".to_string(), Array2::zeros((4, 4)))];
+        let e = evaluate_condition(&pred, &data, &settings(), &small).unwrap_err();
+        assert!(e.to_string().contains("reconstruction `x`"), "{e}");
+        let named = vec![(NETWORK.to_string(), data.object.clone())];
+        assert!(evaluate_condition(&pred, &data, &settings(), &named).is_err());
+    }
+
+    #[test]
     fn a_perfect_prediction_gives_near_perfect_metrics_and_deterministic_files() {
         let (data, pred) = perfect_case(false);
-        let ev = evaluate_condition(&pred, &data, &settings()).unwrap();
+        let ev = evaluate_condition(&pred, &data, &settings(), &[]).unwrap();
         let a = &ev.network.metrics.amplitude;
         let p = &ev.network.metrics.phase;
         eprintln!(
@@ -676,7 +797,7 @@ mod tests {
         let d1 = tempfile::tempdir().unwrap();
         let d2 = tempfile::tempdir().unwrap();
         ev.write(d1.path()).unwrap();
-        let ev2 = evaluate_condition(&pred, &data, &settings()).unwrap();
+        let ev2 = evaluate_condition(&pred, &data, &settings(), &[]).unwrap();
         ev2.write(d2.path()).unwrap();
         for f in [
             "comparison_metrics.csv",
@@ -821,7 +942,7 @@ mod tests {
         let t_one = t.elapsed().as_secs_f64();
         eprintln!("alone: ePIE {t_epie:.2} s, one stitch+align+register+metrics {t_one:.2} s");
         let t = std::time::Instant::now();
-        let ev = evaluate_condition(&pred, &data, &settings).unwrap();
+        let ev = evaluate_condition(&pred, &data, &settings, &[]).unwrap();
         let t_eval = t.elapsed().as_secs_f64();
         let d = tempfile::tempdir().unwrap();
         let t = std::time::Instant::now();
@@ -861,14 +982,14 @@ mod tests {
     fn gridsize_disagreement_is_refused_naming_the_values() {
         let (data, mut pred) = perfect_case(false);
         pred.gridsize = 2;
-        let e = evaluate_condition(&pred, &data, &settings())
+        let e = evaluate_condition(&pred, &data, &settings(), &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("model says 2") && e.contains("records 1"), "{e}");
         let (data, pred) = perfect_case(false);
         let mut s = settings();
         s.declared_gridsize = 2;
-        let e = evaluate_condition(&pred, &data, &s)
+        let e = evaluate_condition(&pred, &data, &s, &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("declares 2") && e.contains("1 wide"), "{e}");

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::evaluation::metrics::{ChannelMetrics, ImageMetrics};
 use crate::evaluation::primary::{PrimaryChannel, PrimaryMetrics};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A metric value: a JSON number, or for a value JSON has no number for (an infinite PSNR, a
@@ -261,6 +262,10 @@ pub struct MetricsFile {
     /// The primary scores (on the covered region).
     pub primary: PrimaryModels,
     pub psnr_note: String,
+    /// Other engines' reconstructions (declared targets of kind `reconstruction`), by name;
+    /// absent when there are none, so a study without them writes the same bytes as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reconstructions: BTreeMap<String, ReconstructionRecord>,
     pub registration: RegistrationRecord,
     /// The baseline's seed.
     pub seed: u64,
@@ -268,6 +273,22 @@ pub struct MetricsFile {
     pub timings: String,
     /// The twin-image check of the network's patches.
     pub twin: TwinRecord,
+}
+
+/// Another engine's reconstruction, scored exactly as the ePIE baseline is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReconstructionRecord {
+    /// After registration, with the primary Pearson correlations.
+    pub metrics: ImageRecord,
+    /// Without registration (only the metrics' own trim).
+    pub metrics_unregistered: ImageRecord,
+    /// On the covered region.
+    pub primary: PrimaryRecord,
+    /// The registration shift applied (`None`: not registered).
+    pub registration: Option<Offset>,
+    /// The fraction of the aligned reconstruction no stitched crop covers.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub uncovered_fraction: f64,
 }
 
 /// The twin-image check: how many of the network's patches correlate better with the twin.

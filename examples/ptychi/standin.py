@@ -1,0 +1,165 @@
+"""A numpy-only stand-in for recipe.py: plain ePIE with the known, fixed probe.
+
+Command-line contract (shared with recipe.py):
+
+    python standin.py --test-data TEST_NPZ --output OUTDIR --report REPORT_JSON --gridsize G [--epochs E]
+
+Input: a studymake dataset .npz (`diffraction` (n,N,N) float32 = sqrt(counts)/intensity_scale, fftshifted;
+`objectGuess` (H,W); `probeGuess` (N,N); `xcoords`/`ycoords` (n,) in object pixels, column/row, with
+patch[i,j] = O(y - N/2 + i, x - N/2 + j); `group_index` (M, gridsize^2)).
+
+Output: OUTDIR/reconstruction.npz (np.savez, uncompressed) with `object` (H,W) complex64 on exactly
+objectGuess's pixel grid (pixels never scanned keep the initial value 1) and `gridsize` int64 scalar,
+the gridsize of the data (sqrt of the group_index width); REPORT_JSON holds
+{"params": {"gridsize": G, "epochs": E}}. Bad input or a gridsize other than --gridsize: a one-line
+message on stderr and exit status 2. Nothing is written outside OUTDIR and REPORT_JSON.
+
+Algorithm, as studymake's own baseline (crates/science/src/evaluation/baseline.rs) but with the object
+initialised to exactly 1 (no random perturbation), so the result is fully deterministic:
+forward model |fftshift(F(O_window P_k))| / N (F the unnormalised DFT) with the integer object window at
+(floor(y) - N/2, floor(x) - N/2) and the probe P_k Fourier-shifted by the fractional part
+(y - floor(y), x - floor(x)); the object is padded by N/2 + 2 pixels so windows near the edge fit.
+Each epoch visits the patterns in file order; per pattern: modulus projection, then
+O += conj(P_k) / max|P_k|^2 (psi' - psi) (ePIE, alpha = 1). The probe is not updated.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import zipfile
+
+import numpy as np
+
+PROGRAM = "standin.py"
+
+
+class RecipeError(Exception):
+    """Bad input or a failed run; reported on one line of stderr."""
+
+
+def load_dataset(path):
+    """Load and validate the members of a dataset file this stand-in needs."""
+    required = ["diffraction", "objectGuess", "probeGuess", "xcoords", "ycoords", "group_index"]
+    try:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise RecipeError(f"{path} is not an .npz archive")
+        with npz:
+            missing = [k for k in required if k not in npz.files]
+            if missing:
+                raise RecipeError(f"{path}: missing key(s) {', '.join(missing)}")
+            d = {k: npz[k] for k in required}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise RecipeError(f"cannot read test data {path}: {e}") from e
+    diff, obj, probe = d["diffraction"], d["objectGuess"], d["probeGuess"]
+    for k, v in d.items():
+        if not np.issubdtype(v.dtype, np.number):
+            raise RecipeError(f"{path}: {k} has dtype {v.dtype}; expected numbers")
+    if np.iscomplexobj(diff):
+        raise RecipeError(f"{path}: diffraction is complex; expected real amplitudes")
+    if probe.ndim != 2 or probe.shape[0] != probe.shape[1] or probe.shape[0] == 0:
+        raise RecipeError(f"{path}: probeGuess has shape {probe.shape}; it must be square")
+    n_px = probe.shape[0]
+    if diff.ndim != 3 or diff.shape[1:] != probe.shape or diff.shape[0] == 0:
+        raise RecipeError(f"{path}: diffraction has shape {diff.shape}; expected (n, {n_px}, {n_px})")
+    if obj.ndim != 2:
+        raise RecipeError(f"{path}: objectGuess has shape {obj.shape}; expected (H, W)")
+    n = diff.shape[0]
+    for k in ("xcoords", "ycoords"):
+        if d[k].shape != (n,):
+            raise RecipeError(f"{path}: {k} has shape {d[k].shape}; expected ({n},)")
+        if not np.all(np.isfinite(d[k])):
+            raise RecipeError(f"{path}: {k} holds non-finite values")
+    gi = d["group_index"]
+    if gi.ndim != 2 or gi.shape[1] == 0:
+        raise RecipeError(f"{path}: group_index has shape {gi.shape}; expected (M, gridsize^2)")
+    g = math.isqrt(gi.shape[1])
+    if g * g != gi.shape[1]:
+        raise RecipeError(f"{path}: group_index width {gi.shape[1]} is not a square")
+    h, w = obj.shape
+    ys, xs = d["ycoords"], d["xcoords"]
+    if ys.min() < -1 or xs.min() < -1 or ys.max() > h + 1 or xs.max() > w + 1:
+        raise RecipeError(f"{path}: scan positions lie outside the {h}x{w} object")
+    return {
+        "diffraction": diff,
+        "object_shape": (h, w),
+        "probe": probe,
+        "xs": xs.astype(np.float64),
+        "ys": ys.astype(np.float64),
+        "gridsize": g,
+    }
+
+
+def fourier_shift(img, dy, dx):
+    """Translate img by (dy, dx) pixels (rows, columns), periodically, through its spectrum."""
+    ky = np.fft.fftfreq(img.shape[0])[:, None]
+    kx = np.fft.fftfreq(img.shape[1])[None, :]
+    return np.fft.ifft2(np.fft.fft2(img) * np.exp(-2j * np.pi * (dy * ky + dx * kx)))
+
+
+def epie(data, epochs):
+    """Return the ePIE object (H, W) complex64 on the ground truth's grid."""
+    n_px = data["probe"].shape[0]
+    h, w = data["object_shape"]
+    pad = n_px // 2 + 2
+    obj = np.ones((h + 2 * pad, w + 2 * pad), np.complex128)
+    probe = data["probe"].astype(np.complex128)
+    fy, fx = np.floor(data["ys"]), np.floor(data["xs"])
+    rows = (fy - n_px // 2 + pad).astype(np.int64)
+    cols = (fx - n_px // 2 + pad).astype(np.int64)
+    probes = [fourier_shift(probe, dy, dx) for dy, dx in zip(data["ys"] - fy, data["xs"] - fx)]
+    steps = [np.conj(p) / np.max(np.abs(p) ** 2) for p in probes]
+    measured = np.fft.ifftshift(data["diffraction"].astype(np.float64), axes=(-2, -1)) * n_px
+    for _ in range(epochs):
+        for k, (r0, c0) in enumerate(zip(rows, cols)):
+            win = obj[r0:r0 + n_px, c0:c0 + n_px]
+            psi = win * probes[k]
+            far = np.fft.fft2(psi)
+            mod = np.abs(far)
+            # Unnormalised modulus |F psi| replaced by the measured one, N * amplitude.
+            far = np.where(mod > 0, far * (measured[k] / np.where(mod > 0, mod, 1.0)), measured[k])
+            win += steps[k] * (np.fft.ifft2(far) - psi)
+    return obj[pad:pad + h, pad:pad + w].astype(np.complex64)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n")[0])
+    p.add_argument("--test-data", required=True, help="the condition's test_data.npz")
+    p.add_argument("--output", required=True, help="directory to create; receives reconstruction.npz")
+    p.add_argument("--report", required=True, help="JSON file to write with the parameters used")
+    p.add_argument("--gridsize", required=True, type=int, help="gridsize the data must have")
+    p.add_argument("--epochs", type=int, default=20, help="passes over all patterns (default 20)")
+    args = p.parse_args(argv)
+    if args.epochs < 1:
+        p.error("--epochs must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        data = load_dataset(args.test_data)
+        if data["gridsize"] != args.gridsize:
+            raise RecipeError(
+                f"{args.test_data} has gridsize {data['gridsize']} (group_index width "
+                f"{data['gridsize'] ** 2}) but --gridsize is {args.gridsize}"
+            )
+        obj = epie(data, args.epochs)
+        if not np.all(np.isfinite(obj)):
+            raise RecipeError("the reconstruction holds non-finite values")
+        os.makedirs(args.output, exist_ok=True)
+        np.savez(os.path.join(args.output, "reconstruction.npz"),
+                 object=obj, gridsize=np.int64(data["gridsize"]))
+        with open(args.report, "w") as f:
+            json.dump({"params": {"gridsize": args.gridsize, "epochs": args.epochs}}, f, indent=2)
+            f.write("\n")
+    except (RecipeError, OSError) as e:
+        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
