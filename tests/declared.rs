@@ -31,7 +31,7 @@ fn study(python: &str) -> Study {
             "\"../../target/ptychi-venv/bin/python\", \"recipe.py\"",
             &format!("{python:?}, \"standin.py\""),
         )
-        .replace(", \"--algorithm\", \"lsqml\"", "")
+        .replace(",\n           \"--algorithm\", \"lsqml\"", "")
         .replace("params = { epochs = 200 }", "params = { epochs = 20 }");
     assert!(
         table.contains("standin.py") && table.contains("epochs = 20 }"),

@@ -2,7 +2,8 @@
 
 Command-line contract (shared with recipe.py):
 
-    python standin.py --test-data TEST_NPZ --output OUTDIR --report REPORT_JSON --gridsize G [--epochs E]
+    python standin.py --test-data TEST_NPZ --output OUTDIR --report REPORT_JSON --gridsize G
+                      [--epochs E] [--seed S]
 
 Input: a studymake dataset .npz (`diffraction` (n,N,N) float32 = sqrt(counts)/intensity_scale, fftshifted;
 `objectGuess` (H,W); `probeGuess` (N,N); `xcoords`/`ycoords` (n,) in object pixels, column/row, with
@@ -11,7 +12,9 @@ patch[i,j] = O(y - N/2 + i, x - N/2 + j); `group_index` (M, gridsize^2)).
 Output: OUTDIR/reconstruction.npz (np.savez, uncompressed) with `object` (H,W) complex64 on exactly
 objectGuess's pixel grid (pixels never scanned keep the initial value 1) and `gridsize` int64 scalar,
 the gridsize of the data (sqrt of the group_index width); REPORT_JSON holds
-{"params": {"gridsize": G, "epochs": E}}. Bad input or a gridsize other than --gridsize: a one-line
+{"params": {"gridsize": G, "epochs": E, "seed": S}}. The seed is accepted and reported as recipe.py's is
+(studymake checks it against the condition's); this ePIE visits the patterns in file order and draws
+nothing, so it does not change the result. Bad input or a gridsize other than --gridsize: a one-line
 message on stderr and exit status 2. Nothing is written outside OUTDIR and REPORT_JSON.
 
 Algorithm, as studymake's own baseline (crates/science/src/evaluation/baseline.rs) but with the object
@@ -131,6 +134,7 @@ def parse_args(argv):
     p.add_argument("--report", required=True, help="JSON file to write with the parameters used")
     p.add_argument("--gridsize", required=True, type=int, help="gridsize the data must have")
     p.add_argument("--epochs", type=int, default=20, help="passes over all patterns (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="reported only: nothing here is random")
     args = p.parse_args(argv)
     if args.epochs < 1:
         p.error("--epochs must be at least 1")
@@ -153,7 +157,8 @@ def main(argv=None):
         np.savez(os.path.join(args.output, "reconstruction.npz"),
                  object=obj, gridsize=np.int64(data["gridsize"]))
         with open(args.report, "w") as f:
-            json.dump({"params": {"gridsize": args.gridsize, "epochs": args.epochs}}, f, indent=2)
+            params = {"gridsize": args.gridsize, "epochs": args.epochs, "seed": args.seed}
+            json.dump({"params": params}, f, indent=2)
             f.write("\n")
     except (RecipeError, OSError) as e:
         print(f"{PROGRAM}: error: {e}", file=sys.stderr)
