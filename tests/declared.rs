@@ -23,8 +23,10 @@ fn example_table() -> String {
 /// The tiny study with the example's declaration, pty-chi swapped for the numpy stand-in.
 fn study(python: &str) -> Study {
     let s = Study::from_fixture("tiny");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ptychi/standin.py");
-    std::fs::copy(&example, s.path("standin.py")).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ptychi");
+    for script in ["standin.py", "dataset.py"] {
+        std::fs::copy(example.join(script), s.path(script)).unwrap();
+    }
     let table = example_table();
     let table = table
         .replace(

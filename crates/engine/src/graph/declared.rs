@@ -180,7 +180,11 @@ pub(super) fn extend<'a>(
                     format!("{what}: input `{role_name}` is listed twice"),
                 ));
             }
-            inputs.push((shape_name(&shape, role_name), from));
+            // The role is the kind's or axis's own name.
+            let role = match from {
+                InputFrom::Kind(k) | InputFrom::Axis(k) => k,
+            };
+            inputs.push((role, from));
         }
         let class = r.kind.as_ref().map(|c| {
             shape
@@ -243,17 +247,6 @@ pub(super) fn extend<'a>(
         );
     }
     Ok((shape, declared))
-}
-
-/// The shape's own `&'static` spelling of a kind or axis name.
-fn shape_name(shape: &Shape, name: &str) -> &'static str {
-    shape
-        .kinds
-        .iter()
-        .map(|k| k.name)
-        .chain(shape.axes.iter().map(|a| a.name))
-        .find(|n| *n == name)
-        .unwrap_or_else(|| leak(name))
 }
 
 /// The declared kinds in an order where each comes after the declared kinds it reads (by name
