@@ -54,6 +54,13 @@
 //!   at the price that a channel's patch is the object around the rounded scan position, a
 //!   sub-pixel shift the network cannot see; held-out gridsize-2 quality at 20 epochs was the
 //!   same either way (patch amplitude SSIM 0.42), so the gridsize-2 limit is elsewhere (open).
+//! * **The gridsize-2 limit is the shared network** (measured, not yet adopted): the four
+//!   patterns enter one encoder as input channels and one decoder emits the four patches. Running
+//!   the gridsize-1 network on each pattern with the same weights (the reassembly and loss
+//!   unchanged) raised gs2 stitched amplitude SSIM at 20 epochs from 0.52 to 0.62 (hybrid) and to
+//!   0.56 (idealized), phase Pearson 0.91-0.94, at about three times the cost per epoch
+//!   (bench/README.md, "One network per pattern"). The half-pixel placement of a channel's patch
+//!   is not the limit: the truth blurred that way keeps amplitude SSIM 0.994.
 //! * No gain: log or square-root input, more full-resolution decoder layers, a fully-connected
 //!   bottleneck, a relative-amplitude loss, a higher learning rate (2e-3), cubic interpolation,
 //!   probe-weighted reassembly, a per-pattern (siamese) encoder at gridsize 2, a gridsize-1
