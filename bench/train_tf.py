@@ -3,7 +3,9 @@ trains it (Keras layers, Adam, graph-mode train step), so the two can be timed i
 
 The network and physics follow ../shared/reference/ptychography.md section 7 with the
 simplifications studymake's `pinn` recipe makes (section 7.6): `probe_big = False` (each decoder
-emits the central N/2 x N/2) and a C-channel amplitude head. Everything else is PtychoPINN's
+emits the central N/2 x N/2), and studymake's one network per pattern (a group's C patterns fold
+into the batch and run through the same one-channel network, as studymake's `Network::forward`
+does; PtychoPINN reads them as C channels of one network). Everything else is PtychoPINN's
 arithmetic: Keras 'same' 3x3 convolutions (oneDNN), 2x2 max pooling, nearest upsampling, the
 patches zero-padded onto an M x M canvas and moved by their offsets with
 ImageProjectiveTransformV3 (bilinear, zero fill; what tfa's `translate` runs), normalised by the
@@ -91,7 +93,7 @@ def main():
     mask = np.zeros((1, N, N, 1), np.float32)
     mask[:, N // 4 : 3 * N // 4, N // 4 : 3 * N // 4, :] = 1.0
 
-    net = build_net(c, f)
+    net = build_net(1, f)
     log_scale = tf.Variable(np.log(s), dtype=tf.float32, name="log_scale")
     opt = tf.keras.optimizers.Adam(1e-3, epsilon=1e-7)
     variables = net.trainable_variables + [log_scale]
@@ -105,8 +107,17 @@ def main():
 
     norm_mask = tf.pad(tf.tile(mask, (B * c, 1, 1, 1)), [[0, 0], [pad, pad], [pad, pad], [0, 0]])
 
+    def per_pattern(t):
+        # (B, N, N, C) <-> (B C, N, N, 1): one network per pattern
+        return tf.reshape(tf.transpose(t, (0, 3, 1, 2)), (-1, t.shape[1], t.shape[2], 1))
+
+    def per_group(t):
+        h, w = t.shape[1], t.shape[2]
+        return tf.transpose(tf.reshape(t, (B, c, h, w)), (0, 2, 3, 1))
+
     def loss_fn():
-        amp, phase = net(x * s / tf.exp(log_scale), training=True)
+        amp, phase = net(per_pattern(x * s / tf.exp(log_scale)), training=True)
+        amp, phase = per_group(amp), per_group(phase)
         amp = tf.sigmoid(amp)
         phase = np.pi * tf.tanh(phase)
         parts = []

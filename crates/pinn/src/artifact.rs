@@ -2,12 +2,18 @@
 //! structure and a digest of every tensor byte) and `model.json` (configuration and history).
 //!
 //! Tensors: `<layer>.weight` `(3, 3, Cin, Cout)` (Keras' HWIO), `<layer>.bias` `(Cout,)`,
-//! `log_scale` `(1,)`, `probe` `(2, N, N)` (real, imaginary), all f32 little-endian.
-//! Metadata (all strings): `format = studymake-pinn`, `format_version`, `gridsize`, `channels`,
-//! `N`, `encoder_filters`, `decoder_filters`, `n_filters_scale`, `intensity_scale`, `nphotons`,
+//! `log_scale` `(1,)`, `probe` `(2, N, N)` (real, imaginary), all f32 little-endian. The network
+//! reads one pattern at a time (its first layer has one input channel at every gridsize), so the
+//! gridsize lives in the metadata, from which the loader builds the physics that reassembles a
+//! group's patches: it is the gridsize the model computes with, and it is covered by the digest.
+//!
+//! Metadata (all strings): `format = studymake-pinn`, `format_version` (2: one network per
+//! pattern; version 1 files, whose first layer read `gridsize^2` channels, are refused with a
+//! request to rebuild), `gridsize`, `channels` (the group width `gridsize^2`), `N`,
+//! `encoder_filters`, `decoder_filters`, `n_filters_scale`, `intensity_scale`, `nphotons`,
 //! `probe_blake3` (blake3 of the probe's complex64 bytes, row-major), `seed`, and
-//! `weights_blake3` (blake3 over every tensor's name, shape and bytes in name order), which
-//! detects any altered byte in the data section.
+//! `weights_blake3` (blake3 over the gridsize, then every tensor's name, shape and bytes in name
+//! order), which detects any altered byte in the data section or an altered gridsize.
 
 use super::network::{ce, Conv, ConvAlgo, NetShape, Network};
 use super::physics::Physics;
@@ -27,7 +33,7 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const CONFIG_FILE: &str = "model.json";
 pub const LOG_FILE: &str = "training.log";
 const FORMAT: &str = "studymake-pinn";
-const FORMAT_VERSION: &str = "1";
+const FORMAT_VERSION: &str = "2";
 
 /// blake3 of a probe's complex64 bytes (re, im little-endian, row-major).
 pub fn probe_digest(probe: &Array2<Complex32>) -> String {
@@ -45,6 +51,7 @@ pub struct ModelJson {
     pub format: String,
     pub config: TrainConfig,
     pub n: usize,
+    /// Patterns per group, `gridsize^2` (the network itself reads one at a time).
     pub channels: usize,
     pub encoder_filters: Vec<usize>,
     pub decoder_filters: Vec<usize>,
@@ -57,8 +64,11 @@ pub struct ModelJson {
     pub notes: Vec<String>,
 }
 
-fn weights_digest(tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>) -> String {
+fn weights_digest(gridsize: &str, tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>) -> String {
     let mut h = blake3::Hasher::new();
+    h.update(b"gridsize\0");
+    h.update(gridsize.as_bytes());
+    h.update(&[0]);
     for (name, (shape, bytes)) in tensors {
         h.update(name.as_bytes());
         h.update(&[0]);
@@ -107,6 +117,7 @@ pub fn to_safetensors(model: &Pinn, seed: u64, nphotons: f64) -> Result<Vec<u8>>
     }
     tensors.insert("probe".into(), (vec![2, n, n], pb));
     let s = &model.net.shape;
+    let channels = model.gridsize * model.gridsize;
     let join = |v: &[usize]| {
         v.iter()
             .map(|x| x.to_string())
@@ -117,7 +128,7 @@ pub fn to_safetensors(model: &Pinn, seed: u64, nphotons: f64) -> Result<Vec<u8>>
         ("format", FORMAT.to_string()),
         ("format_version", FORMAT_VERSION.to_string()),
         ("gridsize", model.gridsize.to_string()),
-        ("channels", s.channels.to_string()),
+        ("channels", channels.to_string()),
         ("N", s.n.to_string()),
         ("encoder_filters", join(&s.encoder_filters())),
         ("decoder_filters", join(&s.decoder_filters())),
@@ -126,7 +137,10 @@ pub fn to_safetensors(model: &Pinn, seed: u64, nphotons: f64) -> Result<Vec<u8>>
         ("nphotons", format!("{nphotons:e}")),
         ("probe_blake3", probe_digest(&model.probe)),
         ("seed", seed.to_string()),
-        ("weights_blake3", weights_digest(&tensors)),
+        (
+            "weights_blake3",
+            weights_digest(&model.gridsize.to_string(), &tensors),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -205,51 +219,51 @@ pub fn read_metadata(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String
             format!("the metadata does not say format = {FORMAT}; not a studymake PINN model"),
         ));
     }
+    let version = md
+        .get("format_version")
+        .map(String::as_str)
+        .unwrap_or("none");
+    if version != FORMAT_VERSION {
+        return Err(Error::data(
+            path,
+            format!(
+                "model format_version {version}, but this studymake reads version \
+                 {FORMAT_VERSION} (one network per pattern); rebuild the model with this studymake"
+            ),
+        ));
+    }
     Ok(md)
 }
-
-/// Shape of a tensor as recorded in the header.
-pub fn header_shape(path: &Path, bytes: &[u8], name: &str) -> Result<Vec<usize>> {
-    let (_, meta) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| Error::data(path, format!("not a readable safetensors file ({e})")))?;
-    meta.info(name)
-        .map(|i| i.shape.clone())
-        .ok_or_else(|| Error::data(path, format!("the model has no tensor `{name}`")))
-}
-
-/// The first convolution, whose input channels are the network's input channels
-/// (`gridsize^2`).
-pub const FIRST_LAYER: &str = "encoder.0.conv0.weight";
 
 /// What a model file's header says, without loading the network.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Header {
-    /// Input channels of the first layer, from the shape its tensor is recorded with.
-    pub first_layer_channels: usize,
+    /// The gridsize the model computes with (its physics is built from it on loading).
+    pub gridsize: usize,
     /// The training seed in the metadata.
     pub seed: i64,
 }
 
 impl Header {
-    /// Read the header of a model file (checked to be ours).
+    /// Read the header of a model file, checked to be ours, of this format version, with its
+    /// digest holding (so the gridsize is the one the weights were written with) and a valid
+    /// gridsize.
     pub fn read(path: &Path) -> Result<Header> {
         let bytes = fs_err::read(path).map_err(|e| Error::io(path, e))?;
         let md = read_metadata(path, &bytes)?;
-        let shape = header_shape(path, &bytes, FIRST_LAYER)?;
-        let first_layer_channels = *shape.get(2).ok_or_else(|| {
-            Error::data(
+        verified_tensors(path, &bytes, &md)?;
+        let gridsize = meta_usize(path, &md, "gridsize")?;
+        if Gridsize::new(gridsize as i64).is_none() {
+            return Err(Error::data(
                 path,
-                format!("`{FIRST_LAYER}` has shape {shape:?}, expected (3, 3, Cin, Cout)"),
-            )
-        })?;
+                format!("metadata `gridsize` is {gridsize}, not a valid gridsize"),
+            ));
+        }
         let seed = md
             .get("seed")
             .and_then(|v| v.parse::<i64>().ok())
             .ok_or_else(|| Error::data(path, "metadata `seed` is not an integer"))?;
-        Ok(Header {
-            first_layer_channels,
-            seed,
-        })
+        Ok(Header { gridsize, seed })
     }
 }
 
@@ -268,19 +282,13 @@ fn meta_f64(path: &Path, md: &HashMap<String, String>, key: &str) -> Result<f64>
         .ok_or_else(|| Error::data(path, format!("metadata `{key}` is missing or not a number")))
 }
 
-/// A loaded model and its recorded seed.
-pub struct Loaded {
-    pub model: Pinn,
-    pub seed: u64,
-    pub nphotons: f64,
-}
+/// Every tensor of a model file by name: its shape and bytes.
+type Tensors = BTreeMap<String, (Vec<usize>, Vec<u8>)>;
 
-/// Load and verify a model file: format, digest of every tensor, every expected tensor present
-/// with the expected shape, first layer with `gridsize^2` inputs. Every error names the file.
-pub fn load_safetensors(path: &Path) -> Result<Loaded> {
-    let bytes = fs_err::read(path).map_err(|e| Error::io(path, e))?;
-    let md = read_metadata(path, &bytes)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+/// Every tensor of a model file, checked against the digest in its metadata (which also covers
+/// the gridsize): an altered byte or an altered gridsize is refused.
+fn verified_tensors(path: &Path, bytes: &[u8], md: &HashMap<String, String>) -> Result<Tensors> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
         Error::data(
             path,
             format!("not a readable safetensors model file ({e}); it may be truncated or altered"),
@@ -297,13 +305,30 @@ pub fn load_safetensors(path: &Path) -> Result<Loaded> {
         tensors.insert(name, (view.shape().to_vec(), view.data().to_vec()));
     }
     let want = md.get("weights_blake3").cloned().unwrap_or_default();
-    if weights_digest(&tensors) != want {
+    let recorded_gridsize = md.get("gridsize").cloned().unwrap_or_default();
+    if weights_digest(&recorded_gridsize, &tensors) != want {
         return Err(Error::data(
             path,
-            "the tensor data does not match the digest recorded in the file's metadata; \
-             the model file was altered or corrupted",
+            "the tensor data or the gridsize does not match the digest recorded in the file's \
+             metadata; the model file was altered or corrupted",
         ));
     }
+    Ok(tensors)
+}
+
+/// A loaded model and its recorded seed.
+pub struct Loaded {
+    pub model: Pinn,
+    pub seed: u64,
+    pub nphotons: f64,
+}
+
+/// Load and verify a model file: format, digest of every tensor, every expected tensor present
+/// with the expected shape, `channels = gridsize^2`. Every error names the file.
+pub fn load_safetensors(path: &Path) -> Result<Loaded> {
+    let bytes = fs_err::read(path).map_err(|e| Error::io(path, e))?;
+    let md = read_metadata(path, &bytes)?;
+    let tensors = verified_tensors(path, &bytes, &md)?;
     let gridsize = meta_usize(path, &md, "gridsize")?;
     let n = meta_usize(path, &md, "N")?;
     let f = meta_usize(path, &md, "n_filters_scale")?;
@@ -319,7 +344,6 @@ pub fn load_safetensors(path: &Path) -> Result<Loaded> {
     }
     let shape = NetShape {
         n,
-        channels,
         n_filters_scale: f,
     };
     shape
@@ -405,7 +429,7 @@ pub fn save(dir: &Path, model: &Pinn, cfg: &TrainConfig, history: &History) -> R
         format: FORMAT.into(),
         config: cfg.clone(),
         n: s.n,
-        channels: s.channels,
+        channels: model.gridsize * model.gridsize,
         encoder_filters: s.encoder_filters().to_vec(),
         decoder_filters: s.decoder_filters().to_vec(),
         canvas: model.physics.geom.canvas,
@@ -416,7 +440,9 @@ pub fn save(dir: &Path, model: &Pinn, cfg: &TrainConfig, history: &History) -> R
         notes: vec![
             "probe_big false: decoders emit the central N/2 x N/2 of each patch (reference 7.6)"
                 .into(),
-            "amplitude head with C channels (as at PtychoPINN HEAD)".into(),
+            "one network per pattern: a group's C patterns run through the same one-channel \
+             network (PtychoPINN reads them as C channels of one network)"
+                .into(),
             "decoder heads use all 32f channels of the last block".into(),
             "loss: mean(lambda - y ln(lambda + 1e-7)), y = (X s)^2".into(),
             "validation: last 5% of groups before shuffling; Adam eps 1e-7".into(),

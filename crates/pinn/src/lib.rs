@@ -54,28 +54,32 @@
 //!   at the price that a channel's patch is the object around the rounded scan position, a
 //!   sub-pixel shift the network cannot see; held-out gridsize-2 quality at 20 epochs was the
 //!   same either way (patch amplitude SSIM 0.42), so the gridsize-2 limit is elsewhere (open).
-//! * **The gridsize-2 limit is the shared network** (measured, not yet adopted): the four
-//!   patterns enter one encoder as input channels and one decoder emits the four patches. Running
-//!   the gridsize-1 network on each pattern with the same weights (the reassembly and loss
-//!   unchanged) raised gs2 stitched amplitude SSIM at 20 epochs from 0.52 to 0.62 (hybrid) and to
-//!   0.56 (idealized), phase Pearson 0.91-0.94, at about three times the cost per epoch
-//!   (bench/README.md, "One network per pattern"). The half-pixel placement of a channel's patch
-//!   is not the limit: the truth blurred that way keeps amplitude SSIM 0.994.
+//! * **The gridsize-2 limit was the shared network**, so it is gone (recipe version 9): the four
+//!   patterns of a group used to enter one encoder as input channels and one decoder emitted the
+//!   four patches. Now each pattern goes through the same one-channel network alone and only the
+//!   reassembly and the loss join them. On validation data (full profile, 40 epochs) gs2
+//!   stitched amplitude SSIM rose from 0.52 to 0.56 (hybrid) and from 0.48 to 0.62 (idealized),
+//!   phase Pearson 0.92-0.94, at four times the cost per epoch (an epoch is still one pass over
+//!   the groups). At the old compute (a quarter of the epochs) the idealized twin is not broken
+//!   (0.38), so the cost buys the gain (bench/README.md, "One network per pattern"). The
+//!   half-pixel placement of a channel's patch is not the limit: the truth blurred that way
+//!   keeps amplitude SSIM 0.994.
 //! * No gain: log or square-root input, more full-resolution decoder layers, a fully-connected
 //!   bottleneck, a relative-amplitude loss, a higher learning rate (2e-3), cubic interpolation,
-//!   probe-weighted reassembly, a per-pattern (siamese) encoder at gridsize 2, a gridsize-1
-//!   warm-up for gridsize 2.
+//!   probe-weighted reassembly, a per-pattern encoder feeding one joint C-channel decoder at
+//!   gridsize 2, a gridsize-1 warm-up for gridsize 2.
 //!
 //! Simplifications (reference 7.6), stated once: `probe_big` False (the decoders emit the
-//! central `N/2 x N/2` of each patch; the canvas border stays zero), the amplitude head has C
-//! channels (as at PtychoPINN HEAD), each decoder head is one 3x3 conv on all `32f` channels of
+//! central `N/2 x N/2` of each patch; the canvas border stays zero), one network per pattern (not
+//! PtychoPINN's C input channels, see above), each decoder head is one 3x3 conv on all `32f` channels of
 //! the last decoder block, max pooling sends the gradient to the first maximum of each window.
 //!
 //! Cost (measured with `bench/train.sh`, N = 64, batch 16, 2 threads, on a 2-core machine
 //! whose speed drifts by 30-40%; see bench/README.md): one training step (forward, backward,
-//! Adam) costs about 0.24-0.26 CPU-seconds per batch at gridsize 1 and 0.29-0.34 at gridsize 2
-//! with `n_filters_scale` 1, 0.59-0.65 and 0.68-0.77 at 2 (111-121, 73-87, 46-51 and 37-41
-//! groups/s); peak RSS 0.15-0.37 GiB. About 55% of it is gemm (the Winograd products,
+//! Adam) costs about 0.24-0.26 CPU-seconds per batch at gridsize 1 with `n_filters_scale` 1 and
+//! 0.59-0.65 at 2 (111-121 and 46-51 groups/s). A gridsize-2 group is four one-pattern passes:
+//! 48-52 groups/s at scale 1 and 21-22 at scale 2 (`bench/vs_tf.sh`, 2026-12-06, batch 16);
+//! peak RSS 0.15-0.76 GiB. About 55% of it is gemm (the Winograd products,
 //! AVX-512 where the CPU has it), a sixth the Winograd transforms; the thread that drives
 //! candle's autodiff is busy alone for about 3% of it (see [`adam`] and vendor/README.md for
 //! how that was brought down).
@@ -238,7 +242,7 @@ mod tests {
     use super::*;
     use crate::artifact::{load_safetensors, save, to_safetensors};
     use ndarray::Array2;
-    use studymake_science::testdata::simulate;
+    use studymake_science::testdata::{replace_once, simulate};
 
     fn cfg(gridsize: usize, epochs: usize, seed: u64) -> TrainConfig {
         TrainConfig {
@@ -498,7 +502,7 @@ mod tests {
         let run = || train(&data, &cfg(2, 2, 9), &mut |_| {}).unwrap();
         let (a, _, ha) = run();
         let (b, _, hb) = run();
-        assert_eq!(a.net.input_channels(), 4);
+        assert_eq!(a.net.input_channels(), 1);
         assert_eq!(ha.epochs.len(), 2);
         assert!(ha.epochs[1].loss < ha.initial_loss, "{ha:?}");
         for (va, vb) in a.vars().iter().zip(b.vars().iter()) {
@@ -573,6 +577,19 @@ mod tests {
         std::fs::write(&path, &good[..good.len() / 2]).unwrap();
         let e = predict(dir.path(), &data).unwrap_err().to_string();
         assert!(e.contains(&name) && e.contains("safetensors"), "{e}");
+        // A file of format 1 (one network with gridsize^2 input channels): refused, asking for a
+        // rebuild rather than being misread.
+        let old = replace_once(
+            &good,
+            b"\"format_version\":\"2\"",
+            b"\"format_version\":\"1\"",
+        );
+        std::fs::write(&path, &old).unwrap();
+        let e = predict(dir.path(), &data).unwrap_err().to_string();
+        assert!(
+            e.contains(&name) && e.contains("format_version 1") && e.contains("rebuild"),
+            "{e}"
+        );
         // Wrong tensor shapes: tensors of a wider network under metadata of f = 1.
         let mut wide = Pinn::new(&data.probe, 1, 2, 1e9, 0).unwrap();
         wide.net.shape.n_filters_scale = 1;

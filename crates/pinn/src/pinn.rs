@@ -56,11 +56,7 @@ impl Pinn {
             )));
         }
         let n = probe.nrows();
-        let shape = NetShape {
-            n,
-            channels: gridsize * gridsize,
-            n_filters_scale,
-        };
+        let shape = NetShape { n, n_filters_scale };
         let net = Network::new(shape, seed, DType::F32)?;
         let s = intensity_scale(nphotons, n);
         let log_scale = Var::from_vec(vec![s.ln() as f32], 1, &Device::Cpu).map_err(ce)?;
@@ -207,12 +203,15 @@ pub fn cosine_rate(peak: f64, step: usize, total: usize) -> f64 {
 ///
 /// Validation: the last 5% of the groups (`M - floor(0.95 M)`), taken before shuffling, as
 /// Keras' `validation_split`; after every epoch their loss and their image quality against the
-/// true patches ([`quality`]) are recorded, the learning curve. Each epoch shuffles the training
-/// groups with a ChaCha8 stream keyed by (`seed`, epoch). Adam (beta 0.9/0.999, eps 1e-7) with
-/// the learning rate decaying from `learning_rate` to 0 along a cosine over all the steps of all
-/// the epochs, and no early stop: PtychoPINN's ReduceLROnPlateau halves the rate while the
-/// network is still improving and its early stop then ends training at a blur (measured on
-/// held-out data; see the crate docs).
+/// true patches ([`quality`]) are recorded, the learning curve.
+///
+/// An epoch is one pass over the training groups, as in PtychoPINN; each epoch shuffles them
+/// with a ChaCha8 stream keyed by (`seed`, epoch). The network runs once per pattern, so at
+/// gridsize 2 an epoch trains on four times the patterns of gridsize 1 and costs four times as
+/// much. Adam (beta 0.9/0.999, eps 1e-7) with the learning rate decaying from `learning_rate`
+/// to 0 along a cosine over all the steps of all the epochs, and no early stop: PtychoPINN's
+/// ReduceLROnPlateau halves the rate while the network is still improving and its early stop
+/// then ends training at a blur (measured on held-out data; see the crate docs).
 ///
 /// Subnormal floats are flushed to zero on the calling thread and on rayon's global pool
 /// ([`super::flush_subnormals_everywhere`], which stays in force for the process).

@@ -250,3 +250,17 @@ pub fn gridsize1_case(
     };
     (data, pred)
 }
+
+/// `bytes` with the one occurrence of `from` replaced by `to` (same length, so a file's offsets
+/// hold): how the tests alter one value in a file header. Panics when `from` is absent or the
+/// lengths differ, which is a broken test.
+pub fn replace_once(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len(), "replace_once keeps the length");
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .unwrap_or_else(|| panic!("{:?} not found", String::from_utf8_lossy(from)));
+    let mut out = bytes.to_vec();
+    out[at..at + to.len()].copy_from_slice(to);
+    out
+}

@@ -2,12 +2,12 @@
 //! ([`Gridsize`]; a group holds `gridsize^2` patterns). It is the one matrix axis that is a
 //! number: every condition's targets read it, nothing but the condition sets it, and every built
 //! target must show it. This module reads it back from each artifact kind, one reading per kind,
-//! from what the artifact *is* rather than from anything it says about itself:
+//! from what the artifact *is* or computes with rather than from a label beside it:
 //!
 //! | kind | read from |
 //! |---|---|
 //! | `train_data`, `test_data` | the width of the dataset's `group_index` |
-//! | `model` | the input channels of the network's first layer in `model.safetensors` |
+//! | `model` | the gridsize `model.safetensors` builds its physics from (its metadata, under the weights' digest: one network runs per pattern, so no tensor's shape shows it) |
 //! | `metrics` | `metrics.json`: the evaluated model's and dataset's gridsize, which must agree |
 //! | `report` | `summary.csv`: each condition's rows, which must agree |
 //! | a declared `reconstruction` | its `reconstruction.npz`'s `gridsize`, when it records one |
@@ -94,9 +94,9 @@ pub fn dataset(path: &Path) -> Result<Vec<Fact>> {
     ])
 }
 
-/// A model directory: its gridsize from the first layer's input channels, and its seed from
-/// the weights' metadata; for an external model with only a `prediction.npz`, its gridsize from
-/// the width of the prediction's `group_index`.
+/// A model directory: its gridsize and seed from the weights file's metadata (the gridsize is
+/// the one its physics is rebuilt with, covered by the file's digest); for an external model
+/// with only a `prediction.npz`, its gridsize from the width of the prediction's `group_index`.
 pub fn model(dir: &Path) -> Result<Vec<Fact>> {
     let path = dir.join(studymake_pinn::artifact::WEIGHTS_FILE);
     let external = dir.join(PREDICTION_FILE);
@@ -116,9 +116,9 @@ pub fn model(dir: &Path) -> Result<Vec<Fact>> {
     let header = studymake_pinn::artifact::Header::read(&path)?;
     Ok(vec![
         gridsize_fact(
-            gridsize_of_width(header.first_layer_channels),
-            "first_layer.gridsize",
-            "the model's first layer (its input channels)",
+            Value::Int(header.gridsize as i64),
+            "model.gridsize",
+            "the gridsize the model file's physics is built from",
         ),
         fact("seed", Value::Int(header.seed), "the model's metadata"),
     ])

@@ -139,7 +139,9 @@ impl Builtins {
                     // v8: cosine learning-rate decay without early stop, batches of 4, the
                     // gridsize-2 canvas on the object's pixel grid (exact physics), held-out
                     // quality per epoch in the log and model.json (the learning curve).
-                    version: 8,
+                    // v9: one network per pattern (a group's patterns run through the same
+                    // one-channel network; an epoch at gridsize 2 costs 4x gridsize 1's).
+                    version: 9,
                     params: vec![
                         p(GRIDSIZE, None, "patterns per group side (C = gridsize^2)"),
                         p("seed", None, "weights, shuffling and validation split seed"),

@@ -51,7 +51,6 @@ pub fn train(job: &JobSpec) -> Result<Params> {
     let n = data.diffraction.dim().1;
     let shape = NetShape {
         n,
-        channels: width,
         n_filters_scale: cfg.n_filters_scale,
     };
     let (n_train, n_val) = split_sizes(m);
@@ -121,10 +120,10 @@ pub fn train(job: &JobSpec) -> Result<Params> {
 mod tests {
     use super::*;
     use studymake_pinn::artifact::save;
-    use studymake_science::testdata::simulate;
+    use studymake_science::testdata::{replace_once, simulate};
 
     #[test]
-    fn the_model_shows_its_gridsize_in_its_first_layer() {
+    fn the_model_file_states_its_gridsize_under_its_digest() {
         let data = simulate(16, 48, 24, 2, 3);
         let cfg = TrainConfig {
             gridsize: 2,
@@ -139,14 +138,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         save(dir.path(), &model, &cfg, &hist).unwrap();
         let f = crate::facts::model(dir.path()).unwrap();
-        assert_eq!(f[0].label, "first_layer.gridsize");
+        assert_eq!(f[0].label, "model.gridsize");
         assert_eq!(f[0].value, Value::Int(2));
         assert_eq!(
             (f[1].param.as_str(), &f[1].value),
             ("seed", &Value::Int(11))
         );
-        // What a log says is not a fact: the layer is.
+        // What a log says is not a fact: the model file is.
         fs_err::write(dir.path().join(artifact::LOG_FILE), "gridsize: 1\n").unwrap();
         assert_eq!(crate::facts::model(dir.path()).unwrap(), f);
+        // A gridsize edited into the file no longer matches its digest: the model is refused.
+        let path = dir.path().join(artifact::WEIGHTS_FILE);
+        let bytes = fs_err::read(&path).unwrap();
+        let edited = replace_once(&bytes, b"\"gridsize\":\"2\"", b"\"gridsize\":\"1\"");
+        fs_err::write(&path, &edited).unwrap();
+        let err = artifact::load_safetensors(&path).err().expect("refused");
+        assert!(err.to_string().contains("digest"), "{err}");
     }
 }
