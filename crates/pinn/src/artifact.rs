@@ -252,13 +252,7 @@ impl Header {
         let bytes = fs_err::read(path).map_err(|e| Error::io(path, e))?;
         let md = read_metadata(path, &bytes)?;
         verified_tensors(path, &bytes, &md)?;
-        let gridsize = meta_usize(path, &md, "gridsize")?;
-        if Gridsize::new(gridsize as i64).is_none() {
-            return Err(Error::data(
-                path,
-                format!("metadata `gridsize` is {gridsize}, not a valid gridsize"),
-            ));
-        }
+        let gridsize = meta_gridsize(path, &md)?;
         let seed = md
             .get("seed")
             .and_then(|v| v.parse::<i64>().ok())
@@ -274,6 +268,20 @@ fn meta_usize(path: &Path, md: &HashMap<String, String>, key: &str) -> Result<us
             format!("metadata `{key}` is missing or not an integer"),
         )
     })
+}
+
+/// The metadata's gridsize, checked to be a valid gridsize whose group width is the recorded
+/// `channels`: the one reading of it that [`Header::read`] and [`load_safetensors`] share.
+fn meta_gridsize(path: &Path, md: &HashMap<String, String>) -> Result<usize> {
+    let gridsize = meta_usize(path, md, "gridsize")?;
+    let channels = meta_usize(path, md, "channels")?;
+    if !Gridsize::new(gridsize as i64).is_some_and(|g| g.fits_width(channels)) {
+        return Err(Error::data(
+            path,
+            format!("metadata says gridsize {gridsize} but {channels} channels"),
+        ));
+    }
+    Ok(gridsize)
 }
 
 fn meta_f64(path: &Path, md: &HashMap<String, String>, key: &str) -> Result<f64> {
@@ -329,19 +337,12 @@ pub fn load_safetensors(path: &Path) -> Result<Loaded> {
     let bytes = fs_err::read(path).map_err(|e| Error::io(path, e))?;
     let md = read_metadata(path, &bytes)?;
     let tensors = verified_tensors(path, &bytes, &md)?;
-    let gridsize = meta_usize(path, &md, "gridsize")?;
+    let gridsize = meta_gridsize(path, &md)?;
     let n = meta_usize(path, &md, "N")?;
     let f = meta_usize(path, &md, "n_filters_scale")?;
     let seed = meta_usize(path, &md, "seed")? as u64;
     let s = meta_f64(path, &md, "intensity_scale")?;
     let nphotons = meta_f64(path, &md, "nphotons")?;
-    let channels = meta_usize(path, &md, "channels")?;
-    if !Gridsize::new(gridsize as i64).is_some_and(|g| g.fits_width(channels)) {
-        return Err(Error::data(
-            path,
-            format!("metadata says gridsize {gridsize} but {channels} channels"),
-        ));
-    }
     let shape = NetShape {
         n,
         n_filters_scale: f,

@@ -70,9 +70,10 @@
 //!   gridsize 2, a gridsize-1 warm-up for gridsize 2.
 //!
 //! Simplifications (reference 7.6), stated once: `probe_big` False (the decoders emit the
-//! central `N/2 x N/2` of each patch; the canvas border stays zero), one network per pattern (not
-//! PtychoPINN's C input channels, see above), each decoder head is one 3x3 conv on all `32f` channels of
-//! the last decoder block, max pooling sends the gradient to the first maximum of each window.
+//! central `N/2 x N/2` of each patch; the canvas border stays zero), one network per pattern
+//! (not PtychoPINN's C input channels, see above), each decoder head is one 3x3 conv on all `32f`
+//! channels of the last decoder block, max pooling sends the gradient to the first maximum of
+//! each window.
 //!
 //! Cost (measured with `bench/train.sh`, N = 64, batch 16, 2 threads, on a 2-core machine
 //! whose speed drifts by 30-40%; see bench/README.md): one training step (forward, backward,

@@ -57,6 +57,7 @@ impl NetShape {
     pub fn layers(&self) -> Vec<(String, usize, usize)> {
         let [e0, e1, e2] = self.encoder_filters();
         let [d0, d1] = self.decoder_filters();
+        // One channel in and out: the network reads one pattern and writes one patch.
         let c = 1;
         let mut v = vec![
             ("encoder.0.conv0".to_string(), c, e0),
