@@ -316,6 +316,11 @@ fn explain_names_each_cause() {
         "{}",
         r.stdout
     );
+    // Its own key material is unchanged until its input is rebuilt: no invented cause.
+    assert!(!r.stdout.contains("key schema"), "{}", r.stdout);
+    let r = s.run(&["-n", "all"]);
+    r.ok();
+    assert!(!r.stdout.contains("key schema"), "{}", r.stdout);
 }
 
 #[test]

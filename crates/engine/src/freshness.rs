@@ -302,7 +302,9 @@ impl<'a> Planner<'a> {
                     // Parameter and recipe changes are known even before inputs are.
                     if let Some(rec) = self.store.record(&self.graph.targets[i].name) {
                         let partial = key_material(self.graph, i, rec.material.inputs.clone());
-                        let mut d = diff(&rec.material, &partial);
+                        // Only real differences: the key is not known yet, so an empty
+                        // difference means no more than "unchanged so far".
+                        let mut d = changes(&rec.material, &partial);
                         d.append(&mut reasons);
                         reasons = d;
                     } else {
@@ -349,8 +351,22 @@ pub fn output_form(t: &Target) -> String {
     }
 }
 
-/// The differences between recorded and current key material, as reasons.
+/// Why a recorded key and the current one differ, as reasons: the differences of their key
+/// material, or, where the material is the same, a change of the key schema.
 pub fn diff(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Reason> {
+    let mut out = changes(old, new);
+    if out.is_empty() {
+        // Same material but a different key: the key schema changed.
+        out.push(Reason::RecipeChanged {
+            old: "an older key schema".into(),
+            new: format!("key schema {}", crate::key::KEY_SCHEMA),
+        });
+    }
+    out
+}
+
+/// The differences between recorded and current key material, as reasons (none if equal).
+fn changes(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Reason> {
     let mut out = Vec::new();
     if old.recipe != new.recipe || old.output != new.output {
         // A command whose argv and output stayed: only its declared version changed.
@@ -406,13 +422,6 @@ pub fn diff(old: &KeyMaterial, new: &KeyMaterial) -> Vec<Reason> {
         if old.inputs.get(r) != new.inputs.get(r) {
             out.push(Reason::InputChanged { role: r.clone() });
         }
-    }
-    if out.is_empty() {
-        // Same material but a different key: the key schema changed.
-        out.push(Reason::RecipeChanged {
-            old: "an older key schema".into(),
-            new: format!("key schema {}", crate::key::KEY_SCHEMA),
-        });
     }
     out
 }
